@@ -1,0 +1,127 @@
+"""Per-request state: the ``RequestContext`` handed to handlers and the context
+variables that carry request and session ids into logs and background work.
+
+Context variables (not thread locals) are used because the same request can run
+on a WSGI thread, on the runtime's event loop and in a background task; each of
+those starts from a copy of the request's context.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from .headers import forwarded_headers
+from .models import (
+    ACCESS_TOKEN_HEADER,
+    IDENTITY_WAT_HEADER,
+    OAUTH2_CALLBACK_URL_HEADER,
+    REQUEST_ID_HEADER,
+    SESSION_HEADER,
+)
+
+request_id_var: ContextVar[str | None] = ContextVar("agentcore_request_id", default=None)
+session_id_var: ContextVar[str | None] = ContextVar("agentcore_session_id", default=None)
+_workload_access_token_var: ContextVar[str | None] = ContextVar(
+    "agentcore_workload_access_token", default=None
+)
+_oauth2_callback_url_var: ContextVar[str | None] = ContextVar(
+    "agentcore_oauth2_callback_url", default=None
+)
+_request_headers_var: ContextVar[dict[str, str] | None] = ContextVar(
+    "agentcore_request_headers", default=None
+)
+
+# Ids end up in log lines, result records and response headers, so only a
+# bounded run of visible ASCII is accepted: no spaces, no CR/LF, no controls.
+MAX_ID_LENGTH = 256
+_VALID_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_ID_LENGTH)
+
+
+class InvalidHeader(ValueError):
+    """A request header that cannot be accepted (bad characters or too long)."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(
+            f"Invalid {header} header: expected 1 to {MAX_ID_LENGTH} visible ASCII characters"
+        )
+        self.header = header
+
+
+@dataclass
+class RequestContext:
+    """What a handler taking a ``context`` parameter learns about its request."""
+
+    session_id: str | None = None
+    request_id: str | None = None
+    request_headers: dict[str, str] | None = None
+    request: Any = field(default=None, repr=False)
+
+
+def _valid_id(headers: Any, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    if not _VALID_ID.fullmatch(value):
+        raise InvalidHeader(name)
+    return value
+
+
+def enter_request(request: Any) -> RequestContext:
+    """Read the AgentCore headers of a Flask ``request`` into the context variables.
+
+    Raises ``InvalidHeader`` for a session or request id that is not a bounded
+    run of visible ASCII, before the id is logged or stored anywhere.
+    """
+    headers = request.headers
+    session_id = _valid_id(headers, SESSION_HEADER)
+    request_id = _valid_id(headers, REQUEST_ID_HEADER) or str(uuid.uuid4())
+    request_id_var.set(request_id)
+    session_id_var.set(session_id)
+    token = headers.get(IDENTITY_WAT_HEADER) or headers.get(ACCESS_TOKEN_HEADER)
+    _workload_access_token_var.set(token)
+    _oauth2_callback_url_var.set(headers.get(OAUTH2_CALLBACK_URL_HEADER))
+    request_headers = forwarded_headers(headers.items()) or None
+    _request_headers_var.set(request_headers)
+    return RequestContext(
+        session_id=session_id,
+        request_id=request_id,
+        request_headers=request_headers,
+        request=request,
+    )
+
+
+class BedrockAgentCoreContext:
+    """Read access to the current request's identity, as the official SDK offers it."""
+
+    @staticmethod
+    def get_request_id() -> str | None:
+        return request_id_var.get()
+
+    @staticmethod
+    def get_session_id() -> str | None:
+        return session_id_var.get()
+
+    @staticmethod
+    def get_workload_access_token() -> str | None:
+        return _workload_access_token_var.get()
+
+    @staticmethod
+    def get_oauth2_callback_url() -> str | None:
+        return _oauth2_callback_url_var.get()
+
+    @staticmethod
+    def get_request_headers() -> dict[str, str] | None:
+        return _request_headers_var.get()
+
+    @staticmethod
+    def set_request_context(request_id: str, session_id: str | None = None) -> None:
+        request_id_var.set(request_id)
+        session_id_var.set(session_id)
+
+    @staticmethod
+    def set_workload_access_token(token: str) -> None:
+        _workload_access_token_var.set(token)

@@ -1,0 +1,349 @@
+"""Background work: ``fn.start(...)`` and ``app.submit(fn, ...)``.
+
+Plain callables run on a bounded pool of threads, coroutines on the runtime's
+event loop. Every task is in the registry from the moment it is submitted
+(``queued``, then ``running``) until its outcome is recorded, and leaves one
+record in the result store: the start-and-poll pattern in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .callables import Kind, kind_of
+from .context import request_id_var, session_id_var
+from .pool import ThreadPool
+from .serialization import to_jsonable
+
+if TYPE_CHECKING:
+    from .loop import LoopThread
+    from .ping import PingTracker
+    from .registry import TaskRegistry
+    from .stores.resilient import ResilientStore
+
+logger = logging.getLogger("agentcore_sync.tasks")
+
+#: How long a read waits for crash recovery to finish on a just-opened store.
+RECOVERY_WAIT = 5.0
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+
+
+class ShuttingDown(RuntimeError):
+    """New background work was submitted after shutdown began."""
+
+
+class TaskHandle:
+    """A background task: its id, and a way to wait for or cancel it."""
+
+    __slots__ = ("_cancel", "_future", "task_id")
+
+    def __init__(
+        self, task_id: int, future: concurrent.futures.Future[Any], cancel: Callable[[], bool]
+    ) -> None:
+        self.task_id = task_id
+        self._future = future
+        self._cancel = cancel
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's value; raises its exception, ``CancelledError`` or ``TimeoutError``."""
+        return self._future.result(timeout)
+
+    def cancel(self) -> bool:
+        """Cancel a queued task or a coroutine; a running thread cannot be stopped."""
+        return self._cancel()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<TaskHandle {self.task_id} {state}>"
+
+
+def process_identity(pid: int) -> str | None:
+    """``pid`` and its start time, so that a reused pid is not mistaken for its old owner."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return f"{pid}:{int(fields[19])}"
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return str(pid)
+
+
+class BackgroundExecutor:
+    """Submits, runs and records background tasks for one runtime."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        ping: PingTracker,
+        loop: LoopThread,
+        store: Callable[[], ResilientStore],
+        owner: str,
+        max_workers: int,
+    ) -> None:
+        self._registry = registry
+        self._ping = ping
+        self._loop = loop
+        self._store = store
+        self.owner = owner
+        self._pool = ThreadPool(max_workers)
+        self._identity = process_identity(os.getpid()) or str(os.getpid())
+        # _lock guards _records and _accepting. Invariant: _records holds the
+        # record of every task submitted here whose outcome is not yet recorded;
+        # once _accepting is False it stays False and nothing is added.
+        self._lock = threading.Lock()
+        self._records: dict[int, dict[str, Any]] = {}
+        self._accepting = True
+        self._idle = threading.Condition(self._lock)
+        # Set once crash recovery has run on the store, so that a poll right
+        # after a restart reads "interrupted" rather than a dead "running".
+        self._recovered = threading.Event()
+
+    # -- submitting ---------------------------------------------------------
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str,
+        metadata: dict[str, Any] | None,
+        max_duration: float | None,
+    ) -> TaskHandle:
+        kind = Kind.COROUTINE if inspect.iscoroutine(func) else kind_of(func)
+        context = contextvars.copy_context()
+        task_id = self._registry.add(name, metadata, state="queued", max_duration=max_duration)
+        now = time.time()
+        record = {
+            "task_id": task_id,
+            "name": name,
+            "status": "queued",
+            "result": None,
+            "error": None,
+            "created_at": now,
+            "started_at": None,
+            "finished_at": None,
+            "duration": None,
+            "ping_status_after": None,
+            "request_id": request_id_var.get(),
+            "session_id": session_id_var.get(),
+            "owner": self.owner,
+            "process": self._identity,
+        }
+        with self._lock:
+            accepting = self._accepting
+            if accepting:
+                self._records[task_id] = record
+        if not accepting:
+            self._registry.complete(task_id)
+            raise ShuttingDown("The runtime is shutting down and takes no new background work")
+        self._store().put(dict(record))
+        if kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR):
+            return self._submit_coroutine(task_id, func, args, kwargs, kind, max_duration, context)
+        return self._submit_thread(task_id, func, args, kwargs, kind, context)
+
+    def _submit_thread(
+        self,
+        task_id: int,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        kind: Kind,
+        context: contextvars.Context,
+    ) -> TaskHandle:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            self._started(task_id)
+            try:
+                value = context.run(func, *args, **kwargs)
+                if kind is Kind.GENERATOR:
+                    value = context.run(list, value)
+            except BaseException as exc:
+                self._finish(task_id, "failed", error=exc)
+                future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                self._finish(task_id, "succeeded", result=value)
+                future.set_result(value)
+
+        def cancel() -> bool:
+            if future.cancel():
+                self._finish(task_id, "cancelled", error="Cancelled before it started")
+                return True
+            return False
+
+        self._pool.submit(work)
+        return TaskHandle(task_id, future, cancel)
+
+    def _submit_coroutine(
+        self,
+        task_id: int,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        kind: Kind,
+        max_duration: float | None,
+        context: contextvars.Context,
+    ) -> TaskHandle:
+        async def run() -> Any:
+            self._started(task_id)
+            try:
+                async with asyncio.timeout(max_duration):
+                    if kind is Kind.ASYNC_GENERATOR:
+                        value = [item async for item in func(*args, **kwargs)]
+                    else:
+                        value = await (func if inspect.iscoroutine(func) else func(*args, **kwargs))
+            except TimeoutError as exc:
+                message = f"Exceeded its maximum duration of {max_duration:g}s"
+                logger.warning("Background task %s cancelled: %s", task_id, message)
+                self._finish(task_id, "cancelled", error=message)
+                raise asyncio.CancelledError(message) from exc
+            except asyncio.CancelledError:
+                self._finish(task_id, "cancelled", error="Cancelled")
+                raise
+            except BaseException as exc:
+                self._finish(task_id, "failed", error=exc)
+                raise
+            self._finish(task_id, "succeeded", result=value)
+            return value
+
+        future = self._loop.submit(run(), context)
+
+        def cancel() -> bool:
+            # The task records its own cancellation when the loop delivers it.
+            return future.cancel()
+
+        return TaskHandle(task_id, future, cancel)
+
+    # -- recording ----------------------------------------------------------
+
+    def _started(self, task_id: int) -> None:
+        self._registry.set_state(task_id, "running")
+        with self._lock:
+            record = self._records.get(task_id)
+            if record is None:
+                return
+            record["status"] = "running"
+            record["started_at"] = time.time()
+            snapshot = dict(record)
+        self._store().put(snapshot)
+
+    def _finish(
+        self, task_id: int, status: str, *, result: Any = None, error: Any = None
+    ) -> None:
+        """Record the task's outcome: exactly once, whoever gets here first."""
+        with self._lock:
+            record = self._records.pop(task_id, None)
+            if not self._records:
+                self._idle.notify_all()
+        if record is None:
+            return
+        self._registry.complete(task_id)
+        finished = time.time()
+        record["status"] = status
+        record["finished_at"] = finished
+        record["duration"] = finished - (record["started_at"] or record["created_at"])
+        if status == "succeeded":
+            record["result"] = to_jsonable(result)
+        if error is not None:
+            record["error"] = f"{type(error).__name__}: {error}" if isinstance(
+                error, BaseException
+            ) else str(error)
+            if isinstance(error, Exception) and status == "failed":
+                logger.error("Background task %s (%s) failed", task_id, record["name"],
+                             exc_info=error)
+        record["ping_status_after"] = self._ping.current().value
+        self._store().put(record)
+
+    def get(self, task_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            record = self._records.get(task_id)
+            if record is not None:
+                return dict(record)
+        store = self._store()
+        self._recovered.wait(RECOVERY_WAIT)
+        return store.get(task_id)
+
+    # -- recovery and shutdown ----------------------------------------------
+
+    def recover(self) -> int:
+        """Record as interrupted the unfinished tasks of this server's dead processes."""
+        try:
+            return self._recover()
+        finally:
+            self._recovered.set()
+
+    def _recover(self) -> int:
+        count = 0
+        for record in self._store().unfinished(self.owner):
+            process = record.get("process")
+            if process == self._identity:
+                continue
+            pid = int(str(process).split(":", 1)[0]) if process else 0
+            if pid and process_identity(pid) == process:
+                continue  # a sibling worker that is still alive owns it
+            record.update(
+                status="interrupted",
+                finished_at=time.time(),
+                error="Its process ended before the task finished",
+            )
+            self._store().put(record)
+            count += 1
+        if count:
+            logger.warning("Recorded %d task(s) of a stopped process as interrupted", count)
+        return count
+
+    def shutdown(self, grace: float) -> int:
+        """Stop taking work, wait up to ``grace`` seconds, record the rest interrupted."""
+        deadline = time.monotonic() + grace
+        with self._lock:
+            self._accepting = False
+            while self._records and (remaining := deadline - time.monotonic()) > 0:
+                self._idle.wait(remaining)
+            left = list(self._records.items())
+            self._records.clear()
+        for task_id, record in left:
+            self._registry.complete(task_id)
+            record.update(
+                status="interrupted",
+                finished_at=time.time(),
+                error=f"Still running when the server shut down (grace {grace:g}s)",
+                ping_status_after=self._ping.current().value,
+            )
+            self._store().put(record)
+        if left:
+            logger.warning(
+                "Shutdown: %d background task(s) still running after %.0fs recorded interrupted",
+                len(left),
+                grace,
+            )
+        return len(left)
+
+    @property
+    def pending(self) -> int:
+        return len(self._records)

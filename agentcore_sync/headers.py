@@ -1,0 +1,84 @@
+"""Which request headers reach agent code.
+
+The managed runtime forwards only some headers to the agent; agent code written
+against it must see the same set here, so ``RequestContext.request_headers`` is
+filtered by the same rules: standard HTTP headers are held back, and so is the
+AWS-reserved ``X-Amz-*`` / ``X-Amzn-*`` space, except the custom-header prefix and
+the workload identity token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .models import AUTHORIZATION_HEADER, CUSTOM_HEADER_PREFIX, IDENTITY_WAT_HEADER
+
+# Grouped by purpose; every name is compared lower-cased.
+_STANDARD_HEADERS = {
+    "content negotiation": (
+        "accept accept-charset accept-encoding accept-language content-type content-length "
+        "content-encoding content-language content-location content-range"
+    ),
+    "caching": (
+        "cache-control etag expires if-match if-modified-since if-none-match if-range "
+        "if-unmodified-since last-modified pragma vary"
+    ),
+    "connection": "connection keep-alive proxy-connection upgrade te trailer transfer-encoding",
+    "request and server info": (
+        "host user-agent referer from range accept-ranges server date location retry-after link"
+    ),
+    "authentication": "proxy-authorization www-authenticate",
+    "cookies": "cookie set-cookie",
+    "security policy": (
+        "content-security-policy content-security-policy-report-only strict-transport-security "
+        "x-content-type-options x-frame-options x-xss-protection referrer-policy "
+        "permissions-policy cross-origin-embedder-policy cross-origin-opener-policy "
+        "cross-origin-resource-policy clear-site-data feature-policy expect-ct "
+        "public-key-pins public-key-pins-report-only"
+    ),
+    "cors": (
+        "origin access-control-allow-origin access-control-allow-methods "
+        "access-control-allow-headers access-control-allow-credentials "
+        "access-control-expose-headers access-control-max-age access-control-request-method "
+        "access-control-request-headers"
+    ),
+    "client hints": "accept-ch accept-ch-lifetime dpr width viewport-width downlink ect rtt save-data",
+    "proxy and forwarding": (
+        "via forwarded x-forwarded-for x-forwarded-host x-forwarded-proto x-real-ip "
+        "x-requested-with x-csrf-token true-client-ip x-client-ip x-cluster-client-ip "
+        "x-originating-ip x-source-ip x-original-url x-original-host x-rewrite-url "
+        "cf-ray cf-connecting-ip x-cache x-served-by"
+    ),
+    "websocket": (
+        "sec-websocket-key sec-websocket-accept sec-websocket-version sec-websocket-protocol "
+        "sec-websocket-extensions"
+    ),
+}
+WITHHELD_HEADERS = frozenset(name for group in _STANDARD_HEADERS.values() for name in group.split())
+
+_CUSTOM_PREFIX = CUSTOM_HEADER_PREFIX.lower()
+_IDENTITY_WAT = IDENTITY_WAT_HEADER.lower()
+_AUTHORIZATION = AUTHORIZATION_HEADER.lower()
+
+
+def is_forwarded(name: str) -> bool:
+    """Whether the managed runtime lets header ``name`` through to agent code."""
+    lower = name.lower()
+    if lower in WITHHELD_HEADERS:
+        return False
+    if lower.startswith("x-amz-"):
+        return lower == _IDENTITY_WAT
+    if lower.startswith("x-amzn-"):
+        return lower.startswith(_CUSTOM_PREFIX)
+    return True
+
+
+def forwarded_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The headers agent code sees, with ``Authorization`` under its canonical name."""
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        if name.lower() == _AUTHORIZATION:
+            kept[AUTHORIZATION_HEADER] = value
+        elif is_forwarded(name):
+            kept[name] = value
+    return kept

@@ -1,0 +1,193 @@
+"""``POST /invocations``, top to bottom.
+
+admission → request body → request context → debug action → handler →
+response (JSON, pass-through, or SSE stream). Every failure on the way is a
+JSON error with the status the contract gives it; only a handler that raises
+produces a 5xx.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from flask import Request, Response, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from .callables import Kind
+from .context import InvalidHeader, RequestContext, enter_request
+from .models import DEBUG_ACTION_KEY, PingStatus
+from .responses import (
+    EventStream,
+    event_stream_response,
+    http_exception_response,
+    json_error,
+    json_response,
+)
+
+if TYPE_CHECKING:
+    from .runtime import AgentCore
+
+logger = logging.getLogger("agentcore_sync.invocations")
+
+_READ_CHUNK = 64 * 1024
+
+
+class BadRequestBody(Exception):
+    """The request body cannot be handed to the handler; carries the response."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def invoke(runtime: AgentCore) -> Response:
+    """Serve one invocation; runs in a copy of the caller's context."""
+    limiter = runtime._limiter
+    if not limiter.try_acquire():
+        logger.warning(
+            "Refused an invocation: %d invocations in flight, the limit", limiter.limit
+        )
+        return json_error(
+            503,
+            "Too many concurrent invocations",
+            headers={"Retry-After": str(limiter.retry_after)},
+            limit=limiter.limit,
+        )
+    released = False
+    try:
+        response = _invoke(runtime)
+        if isinstance(response.response, EventStream):
+            # The stream holds its slot until the server closes it.
+            response.response._on_close = limiter.release
+            released = True
+        return response
+    finally:
+        if not released:
+            limiter.release()
+
+
+def _invoke(runtime: AgentCore) -> Response:
+    started = time.perf_counter()
+    try:
+        context = enter_request(request)
+    except InvalidHeader as exc:
+        logger.warning("Refused an invocation: %s", exc)
+        return json_error(400, str(exc))
+    try:
+        payload = read_json_body(request, runtime.max_body_size)
+    except BadRequestBody as bad:
+        return bad.response
+
+    if runtime.debug and isinstance(payload, dict) and DEBUG_ACTION_KEY in payload:
+        return debug_action(runtime, payload[DEBUG_ACTION_KEY])
+
+    handler = runtime._handler
+    if handler is None:
+        logger.error("No entrypoint defined")
+        return json_error(500, "No entrypoint defined")
+    try:
+        result = call_handler(runtime, handler, payload, context)
+        response = make_response(result)
+    except HTTPException as exc:
+        level = logging.ERROR if (exc.code or 500) >= 500 else logging.WARNING
+        logger.log(level, "Handler raised HTTP %s: %s", exc.code, exc.description)
+        return http_exception_response(exc)
+    except Exception as exc:
+        logger.exception("Invocation failed (%.3fs)", time.perf_counter() - started)
+        return json_error(500, str(exc))
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Invocation answered (%.3fs)", time.perf_counter() - started)
+    return response
+
+
+def read_json_body(req: Request, limit: int) -> Any:
+    """The request body parsed as JSON, read at most ``limit`` bytes far.
+
+    A declared length over the limit is refused before any byte is read; a
+    chunked body is read until it passes the limit and no further.
+    """
+    declared = req.content_length
+    if declared is not None and declared > limit:
+        raise BadRequestBody(_too_large(limit, declared))
+    stream = req.stream
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(_READ_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BadRequestBody(_too_large(limit, declared))
+    body = b"".join(chunks)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        logger.warning("Refused an invocation: body is not UTF-8 (%s)", exc.reason)
+        raise BadRequestBody(json_error(400, "Invalid encoding", details=str(exc))) from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and integers past the digit limit;
+        # RecursionError, nesting deeper than the parser goes.
+        details = str(exc) if not isinstance(exc, RecursionError) else "nesting too deep"
+        logger.warning("Refused an invocation: invalid JSON (%s)", details)
+        raise BadRequestBody(json_error(400, "Invalid JSON", details=details)) from None
+
+
+def _too_large(limit: int, declared: int | None) -> Response:
+    logger.warning(
+        "Refused an invocation: body of %s bytes is over the limit of %d bytes",
+        declared if declared is not None else "more than the limit",
+        limit,
+    )
+    return json_error(413, "Request body too large", limit=limit)
+
+
+def call_handler(runtime: AgentCore, handler: Any, payload: Any, context: RequestContext) -> Any:
+    """Call the handler where its kind runs: coroutines on the runtime's loop."""
+    args = (payload, context) if runtime._handler_takes_context else (payload,)
+    kind = runtime._handler_kind
+    if kind is Kind.COROUTINE:
+        result = runtime._loop.run(handler(*args), contextvars.copy_context())
+    else:
+        result = handler(*args)
+    if inspect.isasyncgen(result):
+        return runtime._loop.iterate(result, contextvars.copy_context())
+    return result
+
+
+def make_response(result: Any) -> Response:
+    if isinstance(result, WerkzeugResponse):
+        return result  # type: ignore[return-value]
+    if inspect.isgenerator(result):
+        # Async generators arrive here already bridged (LoopThread.iterate).
+        return event_stream_response(EventStream(result, contextvars.copy_context()))
+    return json_response(result)
+
+
+def debug_action(runtime: AgentCore, action: Any) -> Response:
+    """The official SDK's debug actions, answered only with ``debug=True``."""
+    if action == "ping_status":
+        status, changed_at = runtime._ping.snapshot()
+        return json_response({"status": status.value, "time_of_last_update": int(changed_at)})
+    if action == "job_status":
+        return json_response(runtime.get_async_task_info())
+    if action == "force_healthy":
+        runtime.force_ping_status(PingStatus.HEALTHY)
+        return json_response({"forced_status": "Healthy"})
+    if action == "force_busy":
+        runtime.force_ping_status(PingStatus.HEALTHY_BUSY)
+        return json_response({"forced_status": "HealthyBusy"})
+    if action == "clear_forced_status":
+        runtime.clear_forced_ping_status()
+        return json_response({"forced_status": "Cleared"})
+    logger.warning("Unknown debug action requested: %r", action)
+    return json_error(400, f"Unknown action: {action}")
+

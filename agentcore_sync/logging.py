@@ -1,0 +1,65 @@
+"""JSON log lines that carry the request and session ids.
+
+The managed runtime ships stdout to CloudWatch, where one JSON object per line
+is searchable by field; ``requestId`` and ``sessionId`` are read from the
+context variables, so they appear on every line written while serving a
+request or running background work it started, whoever's logger wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+
+from .context import request_id_var, session_id_var
+
+logger = logging.getLogger("agentcore_sync")
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per record: timestamp, level, message, logger, ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = record.created
+        entry: dict[str, object] = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+            + f".{int(created % 1 * 1000):03d}Z",
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            entry["requestId"] = request_id
+        session_id = session_id_var.get()
+        if session_id is not None:
+            entry["sessionId"] = session_id
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, exc, tb = record.exc_info
+            entry["errorType"] = exc_type.__name__
+            entry["errorMessage"] = str(exc)
+            entry["stackTrace"] = traceback.format_exception(exc_type, exc, tb)
+        # json.dumps escapes CR, LF and control characters, so nothing taken
+        # from a request can start a forged line of its own.
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging() -> None:
+    """Log JSON lines to stderr, unless the application configured logging itself.
+
+    Like ``logging.basicConfig``, this does nothing when the root logger already
+    has handlers, so a user's own configuration always wins.
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter())
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)

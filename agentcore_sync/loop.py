@@ -1,0 +1,164 @@
+"""The runtime's own event loop, in a background thread.
+
+Coroutine handlers and coroutine tasks run here, on one long-lived loop, so
+that work a coroutine schedules with ``asyncio.create_task`` keeps running
+after the coroutine returns, and no request pays for creating a loop. WSGI
+threads hand coroutines over and wait on a ``concurrent.futures.Future``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+logger = logging.getLogger("agentcore_sync.loop")
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio loop running forever in a daemon thread, started on first use."""
+
+    def __init__(self, name: str = "agentcore-loop") -> None:
+        self._name = name
+        # _lock guards starting and stopping. Invariant: _loop is None, or it is
+        # running (or about to run) in _thread.
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._lock:
+            if self._loop is None:
+                ready = threading.Event()
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=self._serve, args=(loop, ready), name=self._name, daemon=True
+                )
+                thread.start()
+                ready.wait()
+                self._thread = thread
+                self._loop = loop
+            return self._loop
+
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    def in_loop_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def submit(
+        self,
+        coro: Coroutine[Any, Any, T],
+        context: contextvars.Context | None = None,
+        on_start: Any = None,
+    ) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` as a task on the loop; cancel the future to cancel it.
+
+        The task runs in a copy of ``context`` (the caller's by default), so
+        request ids and other context variables follow the coroutine.
+        ``on_start(task)`` runs on the loop when the task has been created.
+        """
+        loop = self.loop
+        ctx = (context or contextvars.copy_context()).copy()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def start() -> None:
+            if future.cancelled():
+                coro.close()
+                return
+            task = loop.create_task(coro, context=ctx)
+            if on_start is not None:
+                on_start(task)
+            task.add_done_callback(lambda done: _copy_outcome(done, future))
+            future.add_done_callback(
+                lambda f: f.cancelled() and loop.call_soon_threadsafe(task.cancel)
+            )
+
+        loop.call_soon_threadsafe(start)
+        return future
+
+    def run(
+        self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
+    ) -> T:
+        """Run ``coro`` on the loop and wait for its result in this thread."""
+        if self.in_loop_thread():
+            coro.close()
+            raise RuntimeError(
+                "A blocking call into the runtime's event loop was made from the loop itself; "
+                "await the coroutine instead"
+            )
+        return self.submit(coro, context).result()
+
+    def iterate(
+        self, agen: AsyncIterator[T], context: contextvars.Context | None = None
+    ) -> Iterator[T]:
+        """Drive an async iterator from a synchronous one, one item at a time.
+
+        Each item is fetched on demand, so a slow reader slows the producer
+        rather than filling a buffer; closing the returned generator closes the
+        async one on the loop.
+        """
+        ctx = context or contextvars.copy_context()
+        finished = False
+        try:
+            while True:
+                try:
+                    item = self.run(_next_item(agen), ctx)
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                yield item
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if not finished and aclose is not None:
+                try:
+                    self.run(aclose(), ctx)
+                except Exception:
+                    logger.exception("Closing an async generator failed")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+
+
+async def _next_item(agen: AsyncIterator[T]) -> T:
+    return await agen.__anext__()
+
+
+def _copy_outcome(task: asyncio.Future[Any], future: concurrent.futures.Future[Any]) -> None:
+    if future.done():
+        return
+    if task.cancelled():
+        future.cancel()
+        return
+    exc = task.exception()
+    # The future may be cancelled by another thread between the check above
+    # and here; its outcome is then already decided.
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
+    except concurrent.futures.InvalidStateError:
+        pass

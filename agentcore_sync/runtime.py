@@ -1,0 +1,312 @@
+"""``AgentCore``: the runtime, independent of any one Flask application.
+
+It owns the pieces (task registry, ping tracker, event loop, invocation
+limiter, background executor) and the blueprint that serves them;
+``BedrockAgentCoreApp`` is the same runtime that is also its own Flask app.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from flask import Blueprint
+
+from .admission import InvocationLimiter
+from .blueprint import make_blueprint
+from .executor import BackgroundExecutor, TaskHandle
+from .callables import Kind, kind_of, name_of, takes_context
+from .logging import configure_logging as install_json_logging
+from .loop import LoopThread
+from .models import PingStatus
+from .ping import PingTracker
+from .registry import DEFAULT_MAX_DURATION, TaskRegistry
+from .stores import open_store
+from .stores.resilient import ResilientStore
+from .tasks import track
+
+logger = logging.getLogger("agentcore_sync")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
+DEFAULT_RESULT_TTL = 24 * 3600.0
+DEFAULT_TASK_THREADS = 8
+# Under gunicorn's default graceful_timeout of 30 s, with time left to write records.
+DEFAULT_SHUTDOWN_GRACE = 25.0
+
+
+def default_store_url() -> str:
+    """``$AGENTCORE_SYNC_RESULT_STORE``, else an SQLite file in the user's cache directory.
+
+    A file, so that results outlive the process; in the user's cache rather than
+    the working directory, so that serving an app does not write into its source.
+    """
+    url = os.environ.get("AGENTCORE_SYNC_RESULT_STORE")
+    if url:
+        return url
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return "sqlite:///" + os.path.join(os.path.abspath(cache), "agentcore_sync", "results.db")
+
+
+class AgentCore:
+    #: Every runtime of this process, for server hooks that receive some other app.
+    instances: ClassVar[weakref.WeakSet[AgentCore]] = weakref.WeakSet()
+
+    """The AgentCore Runtime contract, ready to mount into any Flask app.
+
+    ``existing_app.register_blueprint(agent.blueprint)`` serves ``/ping`` and
+    ``/invocations`` there. Options:
+
+    - ``max_body_size``: largest accepted request body in bytes (100 MiB).
+    - ``max_concurrent_invocations``: invocations served at once before 503;
+      derived from the server's threads by ``run()`` and the shipped gunicorn
+      config when left unset.
+    - ``max_task_duration``: seconds after which a task is flagged overdue and a
+      background coroutine cancelled (8 h, the managed runtime's limit).
+    - ``result_store``: URL of the store for background task records
+      (``sqlite:///path``, ``redis://host:port/db``, ``memory://``); default
+      ``$AGENTCORE_SYNC_RESULT_STORE``, else an SQLite file in the user's cache.
+    - ``result_ttl``: seconds a task record is kept (24 h).
+    - ``task_threads``: threads running background callables (8).
+    - ``shutdown_grace``: seconds shutdown waits for background tasks before
+      recording them interrupted (``$AGENTCORE_SYNC_SHUTDOWN_GRACE``, 25).
+    - ``server_id``: records of dead processes with this id are recovered as
+      interrupted (the host name: one machine, one server).
+    - ``configure_logging``: log JSON lines unless logging is configured (True).
+    """
+
+    def __init__(
+        self,
+        debug: bool = False,
+        *,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_concurrent_invocations: int | None = None,
+        max_task_duration: float | None = DEFAULT_MAX_DURATION,
+        result_store: str | None = None,
+        result_ttl: float = DEFAULT_RESULT_TTL,
+        task_threads: int = DEFAULT_TASK_THREADS,
+        shutdown_grace: float | None = None,
+        server_id: str | None = None,
+        configure_logging: bool = True,
+    ) -> None:
+        if configure_logging:
+            install_json_logging()
+        self.debug = debug
+        self.max_body_size = max_body_size
+        self.max_task_duration = max_task_duration
+        self.handlers: dict[str, Callable[..., Any]] = {}
+        self._handler: Callable[..., Any] | None = None
+        self._handler_kind = Kind.FUNCTION
+        self._handler_takes_context = False
+        self._ping = PingTracker(self._automatic_status)
+        self._registry = TaskRegistry(on_busy_change=self._ping.current)
+        self._limiter = InvocationLimiter(
+            max_concurrent_invocations, on_saturation_change=self._ping.current
+        )
+        self._loop = LoopThread()
+        self.result_store_url = result_store or default_store_url()
+        self.result_ttl = result_ttl
+        self.shutdown_grace = (
+            shutdown_grace
+            if shutdown_grace is not None
+            else float(os.environ.get("AGENTCORE_SYNC_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE))
+        )
+        # _store_lock guards opening the store. Invariant: _store is None until
+        # the store is open and crash recovery has been started on it.
+        self._store_lock = threading.Lock()
+        self._store: ResilientStore | None = None
+        self._executor = BackgroundExecutor(
+            self._registry,
+            self._ping,
+            self._loop,
+            self._result_store,
+            owner=server_id or os.environ.get("AGENTCORE_SYNC_SERVER_ID") or socket.gethostname(),
+            max_workers=task_threads,
+        )
+        self._shutdown_once = threading.Lock()
+        self._shut_down = False
+        atexit.register(self.shutdown)
+        self.blueprint: Blueprint = make_blueprint(self)
+        AgentCore.instances.add(self)
+
+    # -- decorators ---------------------------------------------------------
+
+    def entrypoint(self, func: F) -> F:
+        """Register the invocation handler: ``handler(payload)`` or ``handler(payload, context)``."""
+        self._handler = func
+        self._handler_kind = kind_of(func)
+        self._handler_takes_context = takes_context(func)
+        self.handlers["main"] = func
+        try:
+            func.run = lambda port=8080, host=None: self.run(port, host)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            pass
+        return func
+
+    def ping(self, func: F) -> F:
+        """Register a custom status function returning a ``PingStatus`` or its value."""
+        self._ping.custom = func
+        return func
+
+    def async_task(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_duration: float | None = None,
+    ) -> Any:
+        """Mark work that keeps the agent busy while it runs.
+
+        Works on plain, coroutine, generator and async generator functions,
+        bare (``@app.async_task``) or with options (``@app.async_task(name=...)``).
+        The result keeps the function's kind and signature and gains
+        ``.start(*args, **kwargs)`` to run it in the background.
+        """
+
+        def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+            return track(
+                self,
+                f,
+                name or name_of(f),
+                metadata,
+                max_duration if max_duration is not None else self.max_task_duration,
+            )
+
+        return decorate(func) if func is not None else decorate
+
+    def websocket(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Not served: WSGI has no WebSocket, so ``/ws`` handlers cannot run here."""
+        raise NotImplementedError(
+            "@app.websocket is not supported by agentcore_sync: WSGI servers (gunicorn, "
+            "waitress) cannot hold WebSocket connections. Serve /ws with the official "
+            "bedrock_agentcore SDK, or stream over SSE by returning a generator."
+        )
+
+    # -- tasks and status ---------------------------------------------------
+
+    def add_async_task(self, name: str, metadata: dict[str, Any] | None = None) -> int:
+        """Register a task; the status is ``HealthyBusy`` until it is completed."""
+        return self._registry.add(name, metadata, max_duration=self.max_task_duration)
+
+    def complete_async_task(self, task_id: int) -> bool:
+        """Complete a task; ``False`` (and a warning) for an unknown or completed id."""
+        return self._registry.complete(task_id) is not None
+
+    def get_async_task_info(self) -> dict[str, Any]:
+        jobs = self._registry.jobs()
+        return {"active_count": len(jobs), "running_jobs": jobs}
+
+    def get_current_ping_status(self) -> PingStatus:
+        """Forced status first, then the custom ``@ping`` function, then automatic."""
+        return self._ping.current()
+
+    def force_ping_status(self, status: PingStatus | str) -> None:
+        self._ping.forced = PingStatus(status)
+        self._ping.current(cause="forced")
+
+    def clear_forced_ping_status(self) -> None:
+        self._ping.forced = None
+        self._ping.current(cause="forced status cleared")
+
+    # -- background work ----------------------------------------------------
+
+    def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Run ``func(*args, **kwargs)`` in the background; returns at once.
+
+        The task is registered (status busy) before this returns, and its
+        outcome is recorded in the result store (``get_task_result``).
+        """
+        return self._executor.submit(
+            func, args, kwargs, name=name_of(func), metadata=None, max_duration=self.max_task_duration
+        )
+
+    def _start_tracked(
+        self,
+        func: Callable[..., Any],
+        name: str,
+        metadata: dict[str, Any] | None,
+        max_duration: float | None,
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> TaskHandle:
+        return self._executor.submit(
+            func, args, kwargs, name=name, metadata=metadata, max_duration=max_duration
+        )
+
+    def get_task_result(self, task_id: int | str) -> dict[str, Any] | None:
+        """The record of a background task, from this process or the shared store."""
+        try:
+            task_id = int(task_id)
+        except (TypeError, ValueError):
+            return None
+        return self._executor.get(task_id)
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop taking background work, wait up to ``grace`` seconds, record the rest.
+
+        Runs once; called on SIGTERM by ``run()``, by the shipped gunicorn
+        config when a worker exits, and at interpreter exit.
+        """
+        with self._shutdown_once:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        self._executor.shutdown(self.shutdown_grace if grace is None else grace)
+        store = self._store
+        if store is not None:
+            store.close()
+
+    def _result_store(self) -> ResilientStore:
+        store = self._store
+        if store is not None:
+            return store
+        with self._store_lock:
+            if self._store is None:
+                self._store = ResilientStore(open_store(self.result_store_url, self.result_ttl))
+                recovering = threading.Thread(
+                    target=self._executor.recover, name="agentcore-recover", daemon=True
+                )
+                recovering.start()
+            return self._store
+
+    @property
+    def _active_tasks(self) -> TaskRegistry:
+        # The official docs test ``app._active_tasks`` for truthiness and len().
+        return self._registry
+
+    def _automatic_status(self) -> tuple[PingStatus, str]:
+        active = len(self._registry)
+        if active:
+            return PingStatus.HEALTHY_BUSY, f"{active} active task(s)"
+        if self._limiter.saturated:
+            return PingStatus.HEALTHY_BUSY, "invocations saturated"
+        return PingStatus.HEALTHY, "no active tasks"
+
+    # -- serving ------------------------------------------------------------
+
+    def wsgi_app_for_serving(self) -> Any:
+        """The WSGI application that serves this runtime."""
+        from flask import Flask
+
+        from .app import install_json_errors
+
+        app = Flask(__name__, static_folder=None)
+        install_json_errors(app)
+        app.register_blueprint(self.blueprint)
+        return app
+
+    def run(self, port: int = 8080, host: str | None = None, **server_options: Any) -> None:
+        """Serve on waitress (threads); ``host=None`` is 127.0.0.1, or 0.0.0.0 in a container."""
+        from .serving import serve
+
+        serve(self, port=port, host=host, **server_options)
+

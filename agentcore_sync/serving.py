@@ -1,0 +1,96 @@
+"""Serving a runtime on waitress: ``app.run()``.
+
+The defaults are chosen for agents: enough threads for concurrent long
+invocations, and a reserve of them that invocations may not take, so that
+``/ping`` is always answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runtime import AgentCore
+
+logger = logging.getLogger("agentcore_sync.serving")
+
+#: Threads of ``run()``'s waitress server.
+DEFAULT_THREADS = 16
+#: Threads kept free of invocations for ``/ping`` and the status endpoints.
+PING_RESERVE = 2
+
+
+def default_host() -> str:
+    """127.0.0.1 on a workstation; 0.0.0.0 in a container, where the port is published."""
+    if os.path.exists("/.dockerenv") or os.environ.get("DOCKER_CONTAINER"):
+        return "0.0.0.0"  # noqa: S104 - a container must listen on its published interface
+    return "127.0.0.1"
+
+
+def invocation_limit(threads: int, reserve: int = PING_RESERVE) -> int:
+    """Invocations allowed at once on a server of ``threads`` threads."""
+    return max(1, threads - reserve)
+
+
+def adopt_thread_count(runtime: AgentCore, threads: int) -> None:
+    """Bound invocations by the server's threads, unless the user set the bound."""
+    limiter = runtime._limiter
+    if limiter.limit is None:
+        limiter.limit = invocation_limit(threads)
+        logger.info(
+            "Serving with %d threads: at most %d concurrent invocations, %d threads kept for /ping",
+            threads,
+            limiter.limit,
+            threads - limiter.limit,
+        )
+
+
+def _runtimes(app: Any) -> list[AgentCore]:
+    from .runtime import AgentCore
+
+    return list(AgentCore.instances) if not isinstance(app, AgentCore) else [app]
+
+
+def gunicorn_post_worker_init(worker: Any) -> None:
+    """gunicorn hook: bound each runtime's invocations by the worker's threads."""
+    for runtime in _runtimes(worker.wsgi):
+        adopt_thread_count(runtime, int(worker.cfg.threads))
+
+
+def gunicorn_worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook: shut each runtime down (wait for tasks, record the rest)."""
+    for runtime in _runtimes(getattr(worker, "wsgi", None)):
+        runtime.shutdown()
+
+
+def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **options: Any) -> None:
+    """Serve ``runtime`` on waitress until SIGTERM or Ctrl-C, then shut it down gracefully."""
+    import waitress
+
+    threads = int(options.pop("threads", DEFAULT_THREADS))
+    adopt_thread_count(runtime, threads)
+    options.setdefault("ident", "agentcore_sync")
+    server = waitress.create_server(
+        runtime.wsgi_app_for_serving(),
+        host=host or default_host(),
+        port=port,
+        threads=threads,
+        **options,
+    )
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    logger.info("Serving on http://%s:%d", host or default_host(), port)
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        logger.info("Stopping: no new requests; waiting for background tasks")
+    finally:
+        server.close()
+        runtime.shutdown()
+        signal.signal(signal.SIGTERM, previous)

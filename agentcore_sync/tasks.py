@@ -1,0 +1,79 @@
+"""``@async_task``: keep the agent busy while a function runs.
+
+The wrapper has the same kind as the function it wraps (plain, coroutine,
+generator, async generator), registers a task when the body starts and
+completes it in a ``finally``: on return, exception, cancellation, or, for
+generators, exhaustion or early close.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .callables import Kind, kind_of
+
+if TYPE_CHECKING:
+    from .runtime import AgentCore
+
+
+def track(
+    runtime: AgentCore,
+    func: Callable[..., Any],
+    name: str,
+    metadata: dict[str, Any] | None,
+    max_duration: float | None,
+) -> Callable[..., Any]:
+    """Wrap ``func`` so that each call is a task in ``runtime``'s registry."""
+    add = runtime._registry.add
+    complete = runtime._registry.complete
+    kind = kind_of(func)
+
+    if kind is Kind.COROUTINE:
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            task_id = add(name, metadata, max_duration=max_duration)
+            try:
+                return await func(*args, **kwargs)
+            finally:
+                complete(task_id)
+
+    elif kind is Kind.GENERATOR:
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            task_id = add(name, metadata, max_duration=max_duration)
+            try:
+                return (yield from func(*args, **kwargs))
+            finally:
+                complete(task_id)
+
+    elif kind is Kind.ASYNC_GENERATOR:
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            task_id = add(name, metadata, max_duration=max_duration)
+            agen = func(*args, **kwargs)
+            try:
+                async for item in agen:
+                    yield item
+            finally:
+                try:
+                    await agen.aclose()
+                finally:
+                    complete(task_id)
+
+    else:
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            task_id = add(name, metadata, max_duration=max_duration)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                complete(task_id)
+
+    wrapper.start = functools.partial(runtime._start_tracked, func, name, metadata, max_duration)  # type: ignore[attr-defined]
+    return wrapper
