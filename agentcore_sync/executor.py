@@ -35,7 +35,9 @@ logger = logging.getLogger("agentcore_sync.tasks")
 #: How long a read waits for crash recovery to finish on a just-opened store.
 RECOVERY_WAIT = 5.0
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+#: How long shutdown waits for outcomes that are being written when the grace ends.
+FINISH_WAIT = 2.0
+
 
 
 class ShuttingDown(RuntimeError):
@@ -75,6 +77,8 @@ def process_identity(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X"):
+            return None  # killed, and not yet reaped by its parent
         return f"{pid}:{int(fields[19])}"
     except FileNotFoundError:
         return None
@@ -108,11 +112,14 @@ class BackgroundExecutor:
         self.owner = owner
         self._pool = ThreadPool(max_workers)
         self._identity = process_identity(os.getpid()) or str(os.getpid())
-        # _lock guards _records and _accepting. Invariant: _records holds the
-        # record of every task submitted here whose outcome is not yet recorded;
-        # once _accepting is False it stays False and nothing is added.
+        # _lock guards _records, _finishing and _accepting. Invariants: _records
+        # holds the record of every task submitted here until its outcome has been
+        # put in the store; _finishing holds the ids of those whose outcome is being
+        # written (so exactly one writer records it); once _accepting is False it
+        # stays False and nothing is added.
         self._lock = threading.Lock()
         self._records: dict[int, dict[str, Any]] = {}
+        self._finishing: set[int] = set()
         self._accepting = True
         self._idle = threading.Condition(self._lock)
         # Set once crash recovery has run on the store, so that a poll right
@@ -258,27 +265,34 @@ class BackgroundExecutor:
     ) -> None:
         """Record the task's outcome: exactly once, whoever gets here first."""
         with self._lock:
-            record = self._records.pop(task_id, None)
-            if not self._records:
-                self._idle.notify_all()
-        if record is None:
-            return
+            record = self._records.get(task_id)
+            if record is None or task_id in self._finishing:
+                return
+            self._finishing.add(task_id)
+            final = dict(record)
         self._registry.complete(task_id)
         finished = time.time()
-        record["status"] = status
-        record["finished_at"] = finished
-        record["duration"] = finished - (record["started_at"] or record["created_at"])
+        final["status"] = status
+        final["finished_at"] = finished
+        final["duration"] = finished - (final["started_at"] or final["created_at"])
         if status == "succeeded":
-            record["result"] = to_jsonable(result)
-        if error is not None:
-            record["error"] = f"{type(error).__name__}: {error}" if isinstance(
-                error, BaseException
-            ) else str(error)
-            if isinstance(error, Exception) and status == "failed":
-                logger.error("Background task %s (%s) failed", task_id, record["name"],
-                             exc_info=error)
-        record["ping_status_after"] = self._ping.current().value
-        self._store().put(record)
+            final["result"] = to_jsonable(result)
+        if isinstance(error, BaseException):
+            final["error"] = f"{type(error).__name__}: {error}"
+            if status == "failed":
+                logger.error(
+                    "Background task %s (%s) failed", task_id, final["name"], exc_info=error
+                )
+        elif error is not None:
+            final["error"] = str(error)
+        final["ping_status_after"] = self._ping.current().value
+        self._store().put(final)
+        with self._lock:
+            # Only now, with the outcome handed to the store, is the task off the books.
+            del self._records[task_id]
+            self._finishing.discard(task_id)
+            if not self._records:
+                self._idle.notify_all()
 
     def get(self, task_id: int) -> dict[str, Any] | None:
         with self._lock:
@@ -325,20 +339,22 @@ class BackgroundExecutor:
             self._accepting = False
             while self._records and (remaining := deadline - time.monotonic()) > 0:
                 self._idle.wait(remaining)
-            left = list(self._records.items())
-            self._records.clear()
-        for task_id, record in left:
-            self._registry.complete(task_id)
-            record.update(
-                status="interrupted",
-                finished_at=time.time(),
+            left = [task_id for task_id in self._records if task_id not in self._finishing]
+        for task_id in left:
+            self._finish(
+                task_id,
+                "interrupted",
                 error=f"Still running when the server shut down (grace {grace:g}s)",
-                ping_status_after=self._ping.current().value,
             )
-            self._store().put(record)
+        with self._lock:
+            # Outcomes being written by their own threads are waited for briefly,
+            # so that the store is not closed under them.
+            drain_deadline = time.monotonic() + FINISH_WAIT
+            while self._records and (remaining := drain_deadline - time.monotonic()) > 0:
+                self._idle.wait(remaining)
         if left:
             logger.warning(
-                "Shutdown: %d background task(s) still running after %.0fs recorded interrupted",
+                "Shutdown: %d background task(s) still running after %gs recorded interrupted",
                 len(left),
                 grace,
             )

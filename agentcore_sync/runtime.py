@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import socket
 import threading
 import weakref
@@ -53,6 +54,23 @@ def default_store_url() -> str:
         return url
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return "sqlite:///" + os.path.join(os.path.abspath(cache), "agentcore_sync", "results.db")
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit, so that shutdown runs, where nobody handles it.
+
+    Servers with their own handler (gunicorn workers, ``run()``) keep theirs;
+    under one that has none (``waitress-serve``), SIGTERM would otherwise end
+    the process at once, without waiting for tasks or recording them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def exit_now(signum: int, frame: Any) -> None:
+            raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, exit_now)
 
 
 class AgentCore:
@@ -133,6 +151,7 @@ class AgentCore:
         self._shutdown_once = threading.Lock()
         self._shut_down = False
         atexit.register(self.shutdown)
+        _exit_on_sigterm()
         self.blueprint: Blueprint = make_blueprint(self)
         AgentCore.instances.add(self)
 
@@ -145,7 +164,7 @@ class AgentCore:
         self._handler_takes_context = takes_context(func)
         self.handlers["main"] = func
         try:
-            func.run = lambda port=8080, host=None: self.run(port, host)  # type: ignore[attr-defined]
+            func.run = lambda port=None, host=None: self.run(port, host)  # type: ignore[attr-defined]
         except (AttributeError, TypeError):
             pass
         return func
@@ -304,9 +323,16 @@ class AgentCore:
         app.register_blueprint(self.blueprint)
         return app
 
-    def run(self, port: int = 8080, host: str | None = None, **server_options: Any) -> None:
-        """Serve on waitress (threads); ``host=None`` is 127.0.0.1, or 0.0.0.0 in a container."""
+    def run(self, port: int | None = None, host: str | None = None, **server_options: Any) -> None:
+        """Serve on waitress (threads) until SIGTERM or Ctrl-C.
+
+        ``port`` defaults to ``$PORT``, else 8080; ``host=None`` is 127.0.0.1, or
+        0.0.0.0 inside a container, as the official SDK does. ``server_options``
+        go to waitress (``threads=16`` by default).
+        """
         from .serving import serve
 
+        if port is None:
+            port = int(os.environ.get("PORT", "8080"))
         serve(self, port=port, host=host, **server_options)
 
