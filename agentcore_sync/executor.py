@@ -242,8 +242,12 @@ class BackgroundExecutor:
         future = self._loop.submit(run(), context)
 
         def cancel() -> bool:
-            # The task records its own cancellation when the loop delivers it.
-            return future.cancel()
+            # Recorded here, not left to the task: a task cancelled before the loop
+            # started it never runs at all.
+            if future.cancel():
+                self._finish(task_id, "cancelled", error="Cancelled")
+                return True
+            return False
 
         return TaskHandle(task_id, future, cancel)
 

@@ -41,9 +41,13 @@ class TaskEntry:
         }
         if self.metadata:
             job["metadata"] = self.metadata
-        if self.overdue:
+        if self.overdue or self.is_past_limit(now):
             job["overdue"] = True
         return job
+
+    def is_past_limit(self, now: float) -> bool:
+        limit = self.max_duration
+        return limit is not None and self.state == "running" and now - self.started_at > limit
 
 
 class TaskRegistry:
@@ -139,13 +143,7 @@ class TaskRegistry:
         newly: list[TaskEntry] = []
         with self._lock:
             for entry in self._tasks.values():
-                limit = entry.max_duration
-                if (
-                    limit is not None
-                    and not entry.overdue
-                    and entry.state == "running"
-                    and now - entry.started_at > limit
-                ):
+                if not entry.overdue and entry.is_past_limit(now):
                     entry.overdue = True
                     newly.append(entry)
         return newly
