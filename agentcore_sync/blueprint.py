@@ -58,7 +58,8 @@ def ping_response(runtime: AgentCore) -> Response:
         body = f'{{"status": "{status.value}", "time_of_last_update": {int(changed_at)}}}'
     except Exception:
         logger.exception("Computing the ping status failed; answering Healthy")
-        body = f'{{"status": "{PingStatus.HEALTHY.value}", "time_of_last_update": {int(time.time())}}}'
+        healthy = PingStatus.HEALTHY.value
+        body = f'{{"status": "{healthy}", "time_of_last_update": {int(time.time())}}}'
     return Response(body, mimetype=JSON)
 
 

@@ -25,8 +25,8 @@ def _innermost(func: Any) -> Any:
     while isinstance(func, functools.partial):
         func = func.func
     if not (inspect.isfunction(func) or inspect.ismethod(func)) and not inspect.isclass(func):
-        call = getattr(type(func), "__call__", None)
-        if call is not None and (inspect.isfunction(call) or inspect.ismethod(call)):
+        call = type(func).__dict__.get("__call__") or getattr(type(func), "__call__", None)  # noqa: B004
+        if inspect.isfunction(call) or inspect.ismethod(call):
             return call
     return func
 

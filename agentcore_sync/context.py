@@ -38,7 +38,7 @@ _request_headers_var: ContextVar[dict[str, str] | None] = ContextVar(
 # Ids end up in log lines, result records and response headers, so only a
 # bounded run of visible ASCII is accepted: no spaces, no CR/LF, no controls.
 MAX_ID_LENGTH = 256
-_VALID_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_ID_LENGTH)
+_VALID_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
 
 
 class InvalidHeader(ValueError):

@@ -39,7 +39,6 @@ RECOVERY_WAIT = 5.0
 FINISH_WAIT = 2.0
 
 
-
 class ShuttingDown(RuntimeError):
     """New background work was submitted after shutdown began."""
 
@@ -264,9 +263,7 @@ class BackgroundExecutor:
             snapshot = dict(record)
         self._store().put(snapshot)
 
-    def _finish(
-        self, task_id: int, status: str, *, result: Any = None, error: Any = None
-    ) -> None:
+    def _finish(self, task_id: int, status: str, *, result: Any = None, error: Any = None) -> None:
         """Record the task's outcome: exactly once, whoever gets here first."""
         with self._lock:
             record = self._records.get(task_id)

@@ -42,7 +42,9 @@ _STANDARD_HEADERS = {
         "access-control-expose-headers access-control-max-age access-control-request-method "
         "access-control-request-headers"
     ),
-    "client hints": "accept-ch accept-ch-lifetime dpr width viewport-width downlink ect rtt save-data",
+    "client hints": (
+        "accept-ch accept-ch-lifetime dpr width viewport-width downlink ect rtt save-data"
+    ),
     "proxy and forwarding": (
         "via forwarded x-forwarded-for x-forwarded-host x-forwarded-proto x-real-ip "
         "x-requested-with x-csrf-token true-client-ip x-client-ip x-cluster-client-ip "

@@ -49,9 +49,7 @@ def invoke(runtime: AgentCore) -> Response:
     """Serve one invocation; runs in a copy of the caller's context."""
     limiter = runtime._limiter
     if not limiter.try_acquire():
-        logger.warning(
-            "Refused an invocation: %d invocations in flight, the limit", limiter.limit
-        )
+        logger.warning("Refused an invocation: %d invocations in flight, the limit", limiter.limit)
         return json_error(
             503,
             "Too many concurrent invocations",
@@ -190,4 +188,3 @@ def debug_action(runtime: AgentCore, action: Any) -> Response:
         return json_response({"forced_status": "Cleared"})
     logger.warning("Unknown debug action requested: %r", action)
     return json_error(400, f"Unknown action: {action}")
-

@@ -93,9 +93,7 @@ class LoopThread:
         loop.call_soon_threadsafe(start)
         return future
 
-    def run(
-        self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
-    ) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> T:
         """Run ``coro`` on the loop and wait for its result in this thread."""
         if self.in_loop_thread():
             coro.close()

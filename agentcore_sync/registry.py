@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 import threading
 import time
@@ -63,12 +64,19 @@ class TaskRegistry:
         # issued it until the first complete() of it, and never again.
         self._lock = threading.Lock()
         self._tasks: dict[int, TaskEntry] = {}
+        self._reseed_ids()
+        # A forked child (gunicorn --preload) must not issue its parent's ids.
+        os.register_at_fork(after_in_child=self._reseed_ids)
+        self._on_busy_change = on_busy_change
+        #: Called with the new size, under the lock, on every change (multi-worker boards).
+        self.publish: Callable[[int], None] | None = None
+
+    def _reseed_ids(self) -> None:
         # Ids start at a random point so that ids of different processes (gunicorn
         # workers, restarts sharing one result store) do not meet; they stay below
         # 2**53 so that JavaScript clients read them exactly. itertools.count is
         # atomic under the GIL, so issuing an id needs no lock.
         self._ids = itertools.count(secrets.randbits(52) + 1)
-        self._on_busy_change = on_busy_change
 
     def add(
         self,
@@ -83,6 +91,8 @@ class TaskRegistry:
         with self._lock:
             self._tasks[task_id] = entry
             became_busy = len(self._tasks) == 1
+            if self.publish is not None:
+                self.publish(len(self._tasks))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("Task started: %s (id %s)", name, task_id)
         if became_busy and self._on_busy_change is not None:
@@ -104,8 +114,12 @@ class TaskRegistry:
         with self._lock:
             entry = self._tasks.pop(task_id, None)
             became_idle = entry is not None and not self._tasks
+            if entry is not None and self.publish is not None:
+                self.publish(len(self._tasks))
         if entry is None:
-            logger.warning("Attempted to complete unknown or already completed task ID: %s", task_id)
+            logger.warning(
+                "Attempted to complete unknown or already completed task ID: %s", task_id
+            )
             return None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(

@@ -8,6 +8,7 @@ limiter, background executor) and the blueprint that serves them;
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -22,8 +23,9 @@ from flask import Blueprint
 
 from .admission import InvocationLimiter
 from .blueprint import make_blueprint
-from .executor import BackgroundExecutor, TaskHandle
 from .callables import Kind, kind_of, name_of, takes_context
+from .cluster import WorkerBoard
+from .executor import BackgroundExecutor, TaskHandle
 from .logging import configure_logging as install_json_logging
 from .loop import LoopThread
 from .models import PingStatus
@@ -44,6 +46,21 @@ DEFAULT_TASK_THREADS = 8
 WATCHDOG_INTERVAL = 1.0
 # Under gunicorn's default graceful_timeout of 30 s, with time left to write records.
 DEFAULT_SHUTDOWN_GRACE = 25.0
+
+
+class _ActiveTasks:
+    """What ``app._active_tasks`` was in the official SDK, as far as docs use it."""
+
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: AgentCore) -> None:
+        self._runtime = runtime
+
+    def __len__(self) -> int:
+        return self._runtime._active_count()
+
+    def __bool__(self) -> bool:
+        return self._runtime._active_count() > 0
 
 
 def default_store_url() -> str:
@@ -133,8 +150,10 @@ class AgentCore:
         self._watchdog_lock = threading.Lock()
         self._watchdog: threading.Thread | None = None
         self._limiter = InvocationLimiter(
-            max_concurrent_invocations, on_saturation_change=self._ping.current
+            max_concurrent_invocations, on_saturation_change=self._on_saturation_change
         )
+        #: The board shared with the other workers of a gunicorn server, once joined.
+        self._board: WorkerBoard | None = None
         self._loop = LoopThread()
         self.result_store_url = result_store or default_store_url()
         self.result_ttl = result_ttl
@@ -165,15 +184,14 @@ class AgentCore:
     # -- decorators ---------------------------------------------------------
 
     def entrypoint(self, func: F) -> F:
-        """Register the invocation handler: ``handler(payload)`` or ``handler(payload, context)``."""
+        """Register the handler: called ``handler(payload)`` or ``handler(payload, context)``."""
         self._handler = func
         self._handler_kind = kind_of(func)
         self._handler_takes_context = takes_context(func)
         self.handlers["main"] = func
-        try:
+        # The official SDK lets ``handler.run()`` serve the app; some callables refuse attributes.
+        with contextlib.suppress(AttributeError, TypeError):
             func.run = lambda port=None, host=None: self.run(port, host)  # type: ignore[attr-defined]
-        except (AttributeError, TypeError):
-            pass
         return func
 
     def ping(self, func: F) -> F:
@@ -227,8 +245,18 @@ class AgentCore:
         return self._registry.complete(task_id) is not None
 
     def get_async_task_info(self) -> dict[str, Any]:
+        """Active tasks: ``{"active_count": n, "running_jobs": [{"name", "duration", ...}]}``.
+
+        Under a multi-worker gunicorn server, the tasks of every worker.
+        """
         jobs = self._registry.jobs()
-        return {"active_count": len(jobs), "running_jobs": jobs}
+        board = self._board
+        if board is None:
+            return {"active_count": len(jobs), "running_jobs": jobs}
+        for job in jobs:
+            job["worker"] = board.pid
+        active, _saturated = board.totals()
+        return {"active_count": active, "running_jobs": jobs + board.other_jobs()}
 
     def get_current_ping_status(self) -> PingStatus:
         """Forced status first, then the custom ``@ping`` function, then automatic."""
@@ -251,7 +279,12 @@ class AgentCore:
         outcome is recorded in the result store (``get_task_result``).
         """
         return self._executor.submit(
-            func, args, kwargs, name=name_of(func), metadata=None, max_duration=self.max_task_duration
+            func,
+            args,
+            kwargs,
+            name=name_of(func),
+            metadata=None,
+            max_duration=self.max_task_duration,
         )
 
     def _start_tracked(
@@ -305,9 +338,33 @@ class AgentCore:
             return self._store
 
     @property
-    def _active_tasks(self) -> TaskRegistry:
+    def _active_tasks(self) -> _ActiveTasks:
         # The official docs test ``app._active_tasks`` for truthiness and len().
-        return self._registry
+        return _ActiveTasks(self)
+
+    def _active_count(self) -> int:
+        board = self._board
+        return len(self._registry) if board is None else board.totals()[0]
+
+    def join_workers(self, server_key: str) -> None:
+        """Share task counts with the other workers of one server (gunicorn ``-w N``).
+
+        The shipped gunicorn config calls this in each worker with the master's
+        pid; afterwards ``/ping`` and ``get_async_task_info`` count every worker's tasks.
+        """
+        if self._board is not None:
+            return
+        board = WorkerBoard(server_key, jobs=self._registry.jobs)
+        board.publish_count(len(self._registry))
+        self._registry.publish = board.publish_count
+        self._board = board
+        logger.info("Sharing task counts with the other workers of server %s", server_key)
+
+    def _on_saturation_change(self, cause: str) -> None:
+        board = self._board
+        if board is not None:
+            board.publish_saturated(self._limiter.saturated)
+        self._ping.current(cause)
 
     def _on_busy_change(self, cause: str) -> None:
         self._ping.current(cause)
@@ -337,10 +394,14 @@ class AgentCore:
                     return
 
     def _automatic_status(self) -> tuple[PingStatus, str]:
-        active = len(self._registry)
+        board = self._board
+        if board is None:
+            active, saturated = len(self._registry), self._limiter.saturated
+        else:
+            active, saturated = board.totals()
         if active:
             return PingStatus.HEALTHY_BUSY, f"{active} active task(s)"
-        if self._limiter.saturated:
+        if saturated:
             return PingStatus.HEALTHY_BUSY, "invocations saturated"
         return PingStatus.HEALTHY, "no active tasks"
 
@@ -369,4 +430,3 @@ class AgentCore:
         if port is None:
             port = int(os.environ.get("PORT", "8080"))
         serve(self, port=port, host=host, **server_options)
-

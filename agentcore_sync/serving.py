@@ -26,7 +26,7 @@ PING_RESERVE = 2
 def default_host() -> str:
     """127.0.0.1 on a workstation; 0.0.0.0 in a container, where the port is published."""
     if os.path.exists("/.dockerenv") or os.environ.get("DOCKER_CONTAINER"):
-        return "0.0.0.0"  # noqa: S104 - a container must listen on its published interface
+        return "0.0.0.0"  # a container must listen on the interface its port is published on
     return "127.0.0.1"
 
 
@@ -55,9 +55,10 @@ def _runtimes(app: Any) -> list[AgentCore]:
 
 
 def gunicorn_post_worker_init(worker: Any) -> None:
-    """gunicorn hook: bound each runtime's invocations by the worker's threads."""
+    """gunicorn hook: bound invocations by the worker's threads; count all workers' tasks."""
     for runtime in _runtimes(worker.wsgi):
         adopt_thread_count(runtime, int(worker.cfg.threads))
+        runtime.join_workers(f"gunicorn-{worker.ppid}")
 
 
 def gunicorn_worker_exit(server: Any, worker: Any) -> None:

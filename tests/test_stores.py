@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -440,7 +441,7 @@ def test_resilient_rides_out_a_redis_outage(
     store = ResilientStore(open_store(redis_server.url), retry_interval=0.1)
     try:
         store.put(make_record(1, status="succeeded"))
-        assert store.pending_count() == 0
+        assert store.flush()
         redis_server.stop()
         for task_id in (2, 3, 4):
             store.put(make_record(task_id, status="running"))  # must not raise
@@ -483,7 +484,7 @@ def test_resilient_logs_never_show_the_password(
         try:
             store.put(make_record(1))
             if url == server.url:
-                assert store.pending_count() == 0
+                assert store.flush()
                 server.stop()
                 store.put(make_record(2))
             assert store.pending_count() >= 1
@@ -576,10 +577,11 @@ def test_resilient_rate_limits_read_errors(store_log: list[logging.LogRecord]) -
         store.close(timeout=0.5)
 
 
-def test_resilient_healthy_path_writes_through() -> None:
+def test_resilient_healthy_path_writes_behind() -> None:
     inner = open_store("memory://")
     store = ResilientStore(inner)
     store.put(make_record(1, status="running"))
+    assert store.flush()
     assert store.pending_count() == 0
     assert inner.get(1) == make_record(1, status="running")
     assert store.get(1) == make_record(1, status="running")
@@ -593,7 +595,7 @@ def test_resilient_stores_unserializable_values_as_text(
     store = ResilientStore(inner)
     store.put(make_record(1, status="succeeded", result={"value": {1, 2}}))
     store.put({"status": "succeeded"})  # no task_id: logged, ignored
-    assert store.pending_count() == 0
+    assert store.flush()
     assert inner.get(1)["result"] == {"value": "{1, 2}"}
     errors = messages(store_log, logging.ERROR)
     assert any("not JSON-serializable" in m for m in errors)
@@ -640,3 +642,20 @@ def test_redact_url(url: str, redacted: str) -> None:
 def test_redact_url_of_unparseable_url_hides_the_password() -> None:
     redacted = redact_url("redis://:secret@[::1:6379/0")
     assert redacted == "redis://:***@[::1:6379/0"
+
+
+def test_resilient_put_never_waits_on_a_store_that_hangs() -> None:
+    """A Redis that accepts connections but never answers costs the putter nothing."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        store = ResilientStore(open_store(url), retry_interval=0.1)
+        try:
+            started = time.monotonic()
+            for task_id in range(20):
+                store.put(make_record(task_id, status="running"))
+            assert time.monotonic() - started < 0.5  # each write would wait 2 s
+            assert store.get(3) == make_record(3, status="running")
+        finally:
+            store.close(timeout=0.5)

@@ -64,6 +64,11 @@ class ResultStore(abc.ABC):
     def put(self, record: dict[str, Any]) -> None:
         """Insert or replace the record with this ``task_id``, and restart its TTL."""
 
+    def put_many(self, records: list[dict[str, Any]]) -> None:
+        """Put several records; backends make it one round trip or one transaction."""
+        for record in records:
+            self.put(record)
+
     @abc.abstractmethod
     def get(self, task_id: int) -> dict[str, Any] | None:
         """Return the record, or None when it is unknown or expired."""

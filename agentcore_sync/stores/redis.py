@@ -107,19 +107,23 @@ class RedisStore(ResultStore):
         return f"{self._prefix}unfinished:{owner}"
 
     def put(self, record: dict[str, Any]) -> None:
-        task_id, text = encode_record(record)
-        owner = record.get("owner")
+        self.put_many([record])
+
+    def put_many(self, records: list[dict[str, Any]]) -> None:
+        """Write the records, and their owners' unfinished index, in one MULTI/EXEC."""
+        encoded = [(encode_record(record), record.get("owner"), record) for record in records]
         with self._client.pipeline(transaction=True) as pipe:
-            pipe.set(self._task_key(task_id), text, px=self._ttl_ms)
-            if isinstance(owner, str):
-                index = self._index_key(owner)
-                if record.get("status") in UNFINISHED_STATUSES:
-                    # The set outlives each member's record: it expires ttl after the
-                    # newest unfinished put, each record at most ttl after its own.
-                    pipe.sadd(index, task_id)
-                    pipe.pexpire(index, self._ttl_ms)
-                else:
-                    pipe.srem(index, task_id)
+            for (task_id, text), owner, record in encoded:
+                pipe.set(self._task_key(task_id), text, px=self._ttl_ms)
+                if isinstance(owner, str):
+                    index = self._index_key(owner)
+                    if record.get("status") in UNFINISHED_STATUSES:
+                        # The set outlives each member's record: it expires ttl after the
+                        # newest unfinished put, each record at most ttl after its own.
+                        pipe.sadd(index, task_id)
+                        pipe.pexpire(index, self._ttl_ms)
+                    else:
+                        pipe.srem(index, task_id)
             pipe.execute()
 
     def get(self, task_id: int) -> dict[str, Any] | None:

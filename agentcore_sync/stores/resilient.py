@@ -1,9 +1,13 @@
-"""ResilientStore: a store wrapper that never raises and never loses a record silently.
+"""ResilientStore: a store wrapper that never raises, never blocks, and never loses a
+record silently.
 
-Every put goes through a pending map (newest record per task) and is written to the
-inner store from there. While the inner store fails, records stay pending, in memory
-and bounded, and a retry thread writes them once the store answers again. One error
-line marks the start of an outage, one info line its end.
+Every put goes into a pending map (newest record per task) and returns; a writer
+thread writes pending records to the inner store in batches (one transaction or
+round trip each), so a task or a request never waits on the store's I/O, and the
+event loop thread, which records coroutine tasks, is never blocked by it. While the
+inner store fails, records stay pending, in memory and bounded, and the writer
+retries every ``retry_interval``. One error line marks the start of an outage, one
+info line its end.
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ LOG_INTERVAL = 30.0
 
 
 class ResilientStore(ResultStore):
-    """Wraps ``inner`` so that put/get/unfinished never raise.
+    """Wraps ``inner`` so that put/get/unfinished never raise and put never blocks.
 
-    Failed writes are kept (newest per task_id, at most ``max_pending``, oldest dropped
-    first with an error log) and retried every ``retry_interval`` seconds by a daemon
-    thread that runs only while something is pending, and before later puts.
+    Records wait in memory (newest per task_id, at most ``max_pending``, oldest dropped
+    first with an error log) until the writer thread has written them; while the store
+    fails it retries every ``retry_interval`` seconds.
     """
 
     def __init__(
@@ -50,13 +54,14 @@ class ResilientStore(ResultStore):
         self._max_pending = max_pending
         # Guards everything below up to _write_lock. Invariants: _pending maps task_id to
         # the newest record of that task not yet written to inner, least recently put
-        # first; while it is non-empty, either a writer holds _write_lock and re-checks it
-        # after releasing, or _retry_thread is running (unless closed). _outage_since is
+        # first; once anything was put, _writer is running until close(), and every put
+        # sets _wake after adding to _pending, so nothing pending is left unnoticed.
+        # _outage_since is
         # set from the first failed write until a write empties _pending, so an outage
         # logs one error line and one recovery line.
         self._pending_lock = threading.Lock()
         self._pending: dict[int, dict[str, Any]] = {}
-        self._retry_thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self._closed = False
         self._last_failure: float | None = None  # monotonic time of the last failed write
         self._outage_since: float | None = None
@@ -73,7 +78,8 @@ class ResilientStore(ResultStore):
         self._read_log_lock = threading.Lock()
         self._read_logged_at = float("-inf")
         self._read_errors_unlogged = 0
-        self._stop = threading.Event()  # set by close(): the retry thread ends its wait
+        self._stop = threading.Event()  # set by close(): the writer ends its wait
+        self._wake = threading.Event()  # set by put(): there is something to write
 
     # -- the ResultStore interface ------------------------------------------------------
 
@@ -98,9 +104,11 @@ class ResilientStore(ResultStore):
             if self._dropped_unlogged and now - self._drop_logged_at >= LOG_INTERVAL:
                 dropped, self._dropped_unlogged = self._dropped_unlogged, 0
                 self._drop_logged_at = now
-            backing_off = (
-                self._last_failure is not None and now - self._last_failure < self._retry_interval
-            )
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._writer_loop, name="agentcore_sync-store-writer", daemon=True
+                )
+                self._writer.start()
         if closed:
             logger.error(
                 "result store %s is closed: record of task %d not stored", self.url, task_id
@@ -114,8 +122,7 @@ class ResilientStore(ResultStore):
                 dropped,
                 self._max_pending,
             )
-        if not backing_off:
-            self._flush()
+        self._wake.set()
 
     def get(self, task_id: int) -> dict[str, Any] | None:
         """The pending record if there is one (it is newer), else the stored one; None when
@@ -156,8 +163,9 @@ class ResilientStore(ResultStore):
             if self._closed:
                 return
             self._closed = True
-            thread = self._retry_thread
+            thread = self._writer
         self._stop.set()
+        self._wake.set()
         if thread is not None:
             thread.join(timeout)
         if self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -181,6 +189,16 @@ class ResilientStore(ResultStore):
         except Exception as exc:
             logger.error("result store %s failed to close: %s", self.url, redact_text(repr(exc)))
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every record put so far is written; False if time ran out."""
+        deadline = time.monotonic() + timeout
+        while self.pending_count():
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.005)
+        return True
+
     def pending_count(self) -> int:
         """How many records wait to be written (for tests and diagnostics)."""
         with self._pending_lock:
@@ -189,42 +207,45 @@ class ResilientStore(ResultStore):
     # -- writing -------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Write pending records unless another thread is already doing it."""
-        while self._write_lock.acquire(blocking=False):
-            try:
-                written_all = self._write_pending()
-            finally:
-                self._write_lock.release()
-            if not written_all:
-                return  # the retry thread takes over
+        """Write pending records until none are left or the store fails."""
+        while True:
+            with self._write_lock:
+                if not self._write_pending():
+                    return  # the writer loop retries after retry_interval
             with self._pending_lock:
                 if not self._pending:
                     return
-            # Records arrived while we held the lock, and their putters did not wait.
 
     def _write_pending(self) -> bool:
-        """Write pending records to inner, oldest first; False at the first failure.
+        """Write pending records to inner, in one batch; False if the store failed.
 
         Hold _write_lock.
         """
         with self._pending_lock:
             batch = list(self._pending.items())
-        for task_id, record in batch:
+        if not batch:
+            return True
+        try:
             try:
-                try:
-                    self.inner.put(record)
-                except InvalidRecordError as exc:
-                    record = self._make_storable(task_id, record, exc)
-                    self.inner.put(record)
-            except Exception as exc:
-                self._note_failure(exc)
-                return False
-            with self._pending_lock:
+                self.inner.put_many([record for _task_id, record in batch])
+            except InvalidRecordError:
+                # One bad record must not hold back the others: write them one by one.
+                for index, (task_id, record) in enumerate(batch):
+                    try:
+                        self.inner.put(record)
+                    except InvalidRecordError as exc:
+                        batch[index] = (task_id, self._make_storable(task_id, record, exc))
+                        self.inner.put(batch[index][1])
+        except Exception as exc:
+            self._note_failure(exc)
+            return False
+        with self._pending_lock:
+            for task_id, record in batch:
                 if self._pending.get(task_id) is record:  # not replaced by a newer put
                     del self._pending[task_id]
-                self._last_failure = None
-                if self._outage_since is not None:
-                    self._written_in_outage += 1
+            self._last_failure = None
+            if self._outage_since is not None:
+                self._written_in_outage += len(batch)
         self._note_recovery_if_done()
         return True
 
@@ -249,11 +270,6 @@ class ResilientStore(ResultStore):
                 self._outage_since = now
                 self._written_in_outage = self._dropped_in_outage = 0
             pending = len(self._pending)
-            if self._retry_thread is None and not self._closed:
-                self._retry_thread = threading.Thread(
-                    target=self._retry_loop, name="agentcore_sync-store-retry", daemon=True
-                )
-                self._retry_thread.start()
         if first:
             logger.error(
                 "result store %s is failing (%s); keeping %d record(s) in memory and "
@@ -290,20 +306,18 @@ class ResilientStore(ResultStore):
                 unlogged,
             )
 
-    def _retry_loop(self) -> None:
-        """Every retry_interval, write pending records; end when none are left or on close."""
-        me = threading.current_thread()
-        try:
-            while not self._stop.wait(self._retry_interval):
-                self._flush()
-                with self._pending_lock:
-                    if not self._pending:
-                        self._retry_thread = None  # decided under the lock: no lost wakeup
-                        return
-        finally:
+    def _writer_loop(self) -> None:
+        """Write what put() queues; after a failure, wait retry_interval and try again."""
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self._flush()
             with self._pending_lock:
-                if self._retry_thread is me:
-                    self._retry_thread = None
+                failing = self._last_failure is not None and bool(self._pending)
+            if failing and not self._stop.wait(self._retry_interval):
+                self._wake.set()
 
     def _log_read_error(self, operation: str, exc: Exception) -> None:
         """Log a failed read, at most once per LOG_INTERVAL."""

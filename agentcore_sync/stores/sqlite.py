@@ -123,25 +123,40 @@ class SQLiteStore(ResultStore):
         return self._conn
 
     def put(self, record: dict[str, Any]) -> None:
-        task_id, text = encode_record(record)
-        owner, status = record.get("owner"), record.get("status")
+        self.put_many([record])
+
+    def put_many(self, records: list[dict[str, Any]]) -> None:
+        """Write the records in one transaction: one commit however many there are."""
         now = time.time()
-        with self._lock:
-            conn = self._connection()
-            conn.execute(
-                "INSERT OR REPLACE INTO task_records (task_id, owner, status, expires_at, record)"
-                " VALUES (?, ?, ?, ?, ?)",
+        rows = []
+        for record in records:
+            task_id, text = encode_record(record)
+            owner, status = record.get("owner"), record.get("status")
+            rows.append(
                 (
                     task_id,
                     owner if isinstance(owner, str) else None,
                     status if isinstance(status, str) else None,
                     now + self._ttl,
                     text,
-                ),
+                )
             )
-            if now >= self._next_purge:
-                self._next_purge = now + min(self._ttl, 60.0)
-                conn.execute("DELETE FROM task_records WHERE expires_at <= ?", (now,))
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO task_records"
+                    " (task_id, owner, status, expires_at, record) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                if now >= self._next_purge:
+                    self._next_purge = now + min(self._ttl, 60.0)
+                    conn.execute("DELETE FROM task_records WHERE expires_at <= ?", (now,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def get(self, task_id: int) -> dict[str, Any] | None:
         now = time.time()

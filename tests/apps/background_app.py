@@ -38,8 +38,11 @@ def main(payload):
         return app.get_async_task_info()
     if action == "pid":
         return {"pid": os.getpid()}
+    if action == "sleep":
+        time.sleep(payload["seconds"])
+        return {"slept": payload["seconds"], "pid": os.getpid()}
     raise ValueError(f"unknown action {action!r}")
 
 
 if __name__ == "__main__":
-    app.run()
+    app.run(threads=int(os.environ.get("BACKGROUND_APP_THREADS", "16")))
