@@ -9,6 +9,6 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "examples"))
 
-from simple_agent import app  # noqa: E402
+from simple_agent import app
 
 __all__ = ["app"]
