@@ -103,12 +103,14 @@ class BackgroundExecutor:
         store: Callable[[], ResilientStore],
         owner: str,
         max_workers: int,
+        listeners: list[Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         self._registry = registry
         self._ping = ping
         self._loop = loop
         self._store = store
         self.owner = owner
+        self._listeners = listeners if listeners is not None else []
         self._pool = ThreadPool(max_workers)
         self._identity = process_identity(os.getpid()) or str(os.getpid())
         # _lock guards _records, _finishing and _accepting. Invariants: _records
@@ -288,6 +290,11 @@ class BackgroundExecutor:
             final["error"] = str(error)
         final["ping_status_after"] = self._ping.current().value
         self._store().put(final)
+        for listener in self._listeners:
+            try:
+                listener(final)
+            except Exception:
+                logger.exception("A task listener failed")
         with self._lock:
             # Only now, with the outcome handed to the store, is the task off the books.
             del self._records[task_id]

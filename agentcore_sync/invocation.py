@@ -47,6 +47,18 @@ class BadRequestBody(Exception):
 
 def invoke(runtime: AgentCore) -> Response:
     """Serve one invocation; runs in a copy of the caller's context."""
+    started = time.perf_counter()
+    response = _admit(runtime)
+    for listener in runtime.invocation_listeners:
+        try:
+            listener(response.status_code, time.perf_counter() - started)
+        except Exception:
+            logger.exception("An invocation listener failed")
+    return response
+
+
+def _admit(runtime: AgentCore) -> Response:
+    """Admission control around the invocation: a slot, or 503 at once."""
     limiter = runtime._limiter
     if not limiter.try_acquire():
         logger.warning("Refused an invocation: %d invocations in flight, the limit", limiter.limit)
@@ -98,6 +110,14 @@ def _invoke(runtime: AgentCore) -> Response:
     except Exception as exc:
         logger.exception("Invocation failed (%.3fs)", time.perf_counter() - started)
         return json_error(500, str(exc))
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # A handler must not stop the server it runs in: contained like any error.
+        logger.error(
+            "Handler raised %s; contained, the server keeps serving",
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        return json_error(500, f"{type(exc).__name__}: {exc}")
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("Invocation answered (%.3fs)", time.perf_counter() - started)
     return response

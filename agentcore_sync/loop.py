@@ -82,7 +82,7 @@ class LoopThread:
             if future.cancelled():
                 coro.close()
                 return
-            task = loop.create_task(coro, context=ctx)
+            task = loop.create_task(_contained(coro), context=ctx)
             if on_start is not None:
                 on_start(task)
             task.add_done_callback(lambda done: _copy_outcome(done, future))
@@ -138,6 +138,21 @@ class LoopThread:
             return
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
+
+
+class ContainedExit(Exception):
+    """``SystemExit`` or ``KeyboardInterrupt`` raised by a coroutine, as an ordinary error.
+
+    asyncio re-raises those two out of the loop itself, which would end the
+    loop thread and every coroutine on it; a coroutine must not stop the server.
+    """
+
+
+async def _contained(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise ContainedExit(f"{type(exc).__name__}: {exc}") from exc
 
 
 async def _next_item(agen: AsyncIterator[T]) -> T:

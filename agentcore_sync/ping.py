@@ -8,12 +8,15 @@ status itself falls back to automatic, so ``/ping`` always has an answer.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .models import PingStatus
+from .pool import ThreadPool
 
 logger = logging.getLogger("agentcore_sync.ping")
 
@@ -24,10 +27,17 @@ Automatic = Callable[[], tuple[PingStatus, str]]
 class PingTracker:
     """Computes the ping status and keeps ``time_of_last_update`` truthful."""
 
-    def __init__(self, automatic: Automatic) -> None:
+    def __init__(self, automatic: Automatic, custom_timeout: float = 0.5) -> None:
         self._automatic = automatic
         self.forced: PingStatus | None = None
         self.custom: Callable[[], PingStatus | str] | None = None
+        #: Seconds a custom function may take before the automatic status is used.
+        self.custom_timeout = custom_timeout
+        # The custom function runs on its own thread, so that one that hangs
+        # costs a ping custom_timeout at most; while it still hangs, pings use
+        # the automatic status at once rather than queue behind it.
+        self._custom_thread = ThreadPool(1, name="agentcore-ping")
+        self._hung: concurrent.futures.Future[Any] | None = None
         # _lock guards _status and _changed_at. Invariant: _changed_at is the
         # wall-clock time at which the status last became _status.
         self._lock = threading.Lock()
@@ -69,19 +79,40 @@ class PingTracker:
                     "it gets the automatic status instead of recursing"
                 )
             return self._automatic()
-        self._local.in_custom = True
+        return self._call_custom(custom)
+
+    def _call_custom(self, custom: Callable[[], PingStatus | str]) -> tuple[PingStatus, str]:
+        hung = self._hung
+        if hung is not None and not hung.done():
+            return self._automatic()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            self._local.in_custom = True
+            try:
+                future.set_result(custom())
+            except BaseException as exc:
+                future.set_exception(exc)
+            finally:
+                self._local.in_custom = False
+
+        self._custom_thread.submit(run)
         try:
-            value = custom()
-            return PingStatus(value), "custom ping function"
-        except Exception as exc:
+            return PingStatus(future.result(self.custom_timeout)), "custom ping function"
+        except concurrent.futures.TimeoutError:
+            self._hung = future
+            logger.warning(
+                "Custom ping function did not answer within %gs; using the automatic status "
+                "until it returns",
+                self.custom_timeout,
+            )
+        except BaseException as exc:
             logger.warning(
                 "Custom ping function failed, using the automatic status: %s: %s",
                 type(exc).__name__,
                 exc,
             )
-            return self._automatic()
-        finally:
-            self._local.in_custom = False
+        return self._automatic()
 
     def _record(self, status: PingStatus, cause: str) -> None:
         with self._lock:

@@ -117,6 +117,8 @@ class AgentCore:
       recording them interrupted (``$AGENTCORE_SYNC_SHUTDOWN_GRACE``, 25).
     - ``server_id``: records of dead processes with this id are recovered as
       interrupted (the host name: one machine, one server).
+    - ``ping_timeout``: seconds a custom ``@ping`` function may take before
+      ``/ping`` answers with the automatic status instead (0.5).
     - ``configure_logging``: log JSON lines unless logging is configured (True).
     """
 
@@ -132,6 +134,7 @@ class AgentCore:
         task_threads: int = DEFAULT_TASK_THREADS,
         shutdown_grace: float | None = None,
         server_id: str | None = None,
+        ping_timeout: float = 0.5,
         configure_logging: bool = True,
     ) -> None:
         if configure_logging:
@@ -143,7 +146,7 @@ class AgentCore:
         self._handler: Callable[..., Any] | None = None
         self._handler_kind = Kind.FUNCTION
         self._handler_takes_context = False
-        self._ping = PingTracker(self._automatic_status)
+        self._ping = PingTracker(self._automatic_status, custom_timeout=ping_timeout)
         self._registry = TaskRegistry(on_busy_change=self._on_busy_change)
         # _watchdog_lock guards _watchdog. Invariant: while tasks are active, a
         # watchdog thread is running (it exits once the registry is empty).
@@ -154,6 +157,10 @@ class AgentCore:
         )
         #: The board shared with the other workers of a gunicorn server, once joined.
         self._board: WorkerBoard | None = None
+        #: Called as ``fn(status_code, seconds)`` after each invocation is answered.
+        self.invocation_listeners: list[Callable[[int, float], None]] = []
+        #: Called as ``fn(record)`` with each background task's final record.
+        self.task_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._loop = LoopThread()
         self.result_store_url = result_store or default_store_url()
         self.result_ttl = result_ttl
@@ -173,6 +180,7 @@ class AgentCore:
             self._result_store,
             owner=server_id or os.environ.get("AGENTCORE_SYNC_SERVER_ID") or socket.gethostname(),
             max_workers=task_threads,
+            listeners=self.task_listeners,
         )
         self._shutdown_once = threading.Lock()
         self._shut_down = False
