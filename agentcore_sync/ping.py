@@ -8,8 +8,13 @@ status itself falls back to automatic, so ``/ping`` always has an answer.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
+import contextlib
+import contextvars
 import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -120,5 +125,101 @@ class PingTracker:
                 return
             previous = self._status
             self._status = status
-            self._changed_at = time.time()
-        logger.info("Ping status changed: %s -> %s (%s)", previous.value, status.value, cause)
+            self._changed_at = changed_at = time.time()
+        if logger.isEnabledFor(logging.INFO):
+            _change_log.write(previous, status, cause, changed_at)
+
+
+class _ChangeLog:
+    """Writes "ping status changed" lines from a background thread, in order.
+
+    A task that starts and ends changes the status twice; formatting and writing
+    two log lines would cost more than the task bookkeeping itself, on the
+    task's own thread. Here each change is queued with its time and context (for
+    requestId/sessionId) and logged by one daemon thread. Changes that pile up
+    faster than the log is written (tasks of microseconds, back to back) are
+    written as one line that counts them, so the queue stays bounded and every
+    change is accounted for.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        # Changes not queued because MAX_QUEUED were waiting; reported with the next line.
+        self._overflow = 0
+        # _lock guards _thread. Invariant: once something was queued, _thread runs.
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def write(self, previous: PingStatus, status: PingStatus, cause: str, at: float) -> None:
+        if self._queue.qsize() >= MAX_QUEUED:
+            self._overflow += 1  # racy by one at worst: a count, not a record
+        else:
+            self._queue.put((previous, status, cause, at, contextvars.copy_context()))
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="agentcore-ping-log", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < MAX_QUEUED:
+                    batch.append(self._queue.get_nowait())
+            overflow, self._overflow = self._overflow, 0
+            if len(batch) == 1 and not overflow:
+                previous, status, cause, at, context = batch[0]
+                self._log(
+                    context,
+                    at,
+                    "Ping status changed: %s -> %s (%s)",
+                    (previous.value, status.value, cause),
+                )
+                continue
+            first, last = batch[0], batch[-1]
+            self._log(
+                last[4],
+                last[3],
+                "Ping status changed %d times in %.3fs, faster than logged one by one "
+                "(first %s -> %s (%s), last %s -> %s (%s)); now %s",
+                (
+                    len(batch) + overflow,
+                    last[3] - first[3],
+                    first[0].value,
+                    first[1].value,
+                    first[2],
+                    last[0].value,
+                    last[1].value,
+                    last[2],
+                    last[1].value,
+                ),
+            )
+
+    @staticmethod
+    def _log(context: contextvars.Context, at: float, message: str, args: tuple[Any, ...]) -> None:
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None)
+        record.created = at
+        record.msecs = (at - int(at)) * 1000
+        context.run(logger.handle, record)
+
+    def flush(self, timeout: float = 2.0) -> None:
+        """Wait until every queued change is written (at exit, and for tests)."""
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def _after_fork(self) -> None:
+        self._queue = queue.SimpleQueue()
+        self._overflow = 0
+        self._lock = threading.Lock()
+        self._thread = None
+
+
+#: Changes waiting to be logged, at most; more are counted instead.
+MAX_QUEUED = 10_000
+_change_log = _ChangeLog()
+atexit.register(_change_log.flush)
