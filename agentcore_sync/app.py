@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .fastpath import FastPath
 from .responses import http_exception_response
 from .runtime import AgentCore
 
@@ -30,6 +31,13 @@ class BedrockAgentCoreApp(AgentCore, Flask):
         AgentCore.__init__(self, debug, **options)
         install_json_errors(self)
         self.register_blueprint(self.blueprint)
+        self._fast_path = FastPath(self)
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        fast = self._fast_path.serve(environ, start_response)
+        if fast is not None:
+            return fast
+        return Flask.wsgi_app(self, environ, start_response)
 
     def wsgi_app_for_serving(self) -> Any:
         return self

@@ -8,8 +8,10 @@ those starts from a copy of the request's context.
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,30 +63,54 @@ class RequestContext:
     request: Any = field(default=None, repr=False)
 
 
-def _valid_id(headers: Any, name: str) -> str | None:
-    value = headers.get(name)
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_SESSION_KEY = _environ_key(SESSION_HEADER)
+_REQUEST_ID_KEY = _environ_key(REQUEST_ID_HEADER)
+_IDENTITY_WAT_KEY = _environ_key(IDENTITY_WAT_HEADER)
+_ACCESS_TOKEN_KEY = _environ_key(ACCESS_TOKEN_HEADER)
+_OAUTH2_CALLBACK_URL_KEY = _environ_key(OAUTH2_CALLBACK_URL_HEADER)
+
+
+def _valid_id(environ: dict[str, Any], key: str, header: str) -> str | None:
+    value = environ.get(key)
     if value is None:
         return None
     if not _VALID_ID.fullmatch(value):
-        raise InvalidHeader(name)
+        raise InvalidHeader(header)
     return value
+
+
+def _new_request_id() -> str:
+    # A version-4 UUID from the non-blocking generator: an id, not a secret.
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+def _header_items(environ: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The request's headers from the WSGI environ, named as werkzeug names them."""
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            yield key[5:].replace("_", "-").title(), value
 
 
 def enter_request(request: Any) -> RequestContext:
     """Read the AgentCore headers of a Flask ``request`` into the context variables.
 
     Raises ``InvalidHeader`` for a session or request id that is not a bounded
-    run of visible ASCII, before the id is logged or stored anywhere.
+    run of visible ASCII, before the id is logged or stored anywhere. Headers
+    are read from the WSGI environ (case-insensitive by construction).
     """
-    headers = request.headers
-    session_id = _valid_id(headers, SESSION_HEADER)
-    request_id = _valid_id(headers, REQUEST_ID_HEADER) or str(uuid.uuid4())
+    environ = request.environ
+    session_id = _valid_id(environ, _SESSION_KEY, SESSION_HEADER)
+    request_id = _valid_id(environ, _REQUEST_ID_KEY, REQUEST_ID_HEADER) or _new_request_id()
     request_id_var.set(request_id)
     session_id_var.set(session_id)
-    token = headers.get(IDENTITY_WAT_HEADER) or headers.get(ACCESS_TOKEN_HEADER)
+    token = environ.get(_IDENTITY_WAT_KEY) or environ.get(_ACCESS_TOKEN_KEY)
     _workload_access_token_var.set(token)
-    _oauth2_callback_url_var.set(headers.get(OAUTH2_CALLBACK_URL_HEADER))
-    request_headers = forwarded_headers(headers.items()) or None
+    _oauth2_callback_url_var.set(environ.get(_OAUTH2_CALLBACK_URL_KEY))
+    request_headers = forwarded_headers(_header_items(environ)) or None
     _request_headers_var.set(request_headers)
     return RequestContext(
         session_id=session_id,

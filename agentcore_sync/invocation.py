@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import io
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Request, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .callables import Kind
@@ -129,21 +130,7 @@ def read_json_body(req: Request, limit: int) -> Any:
     A declared length over the limit is refused before any byte is read; a
     chunked body is read until it passes the limit and no further.
     """
-    declared = req.content_length
-    if declared is not None and declared > limit:
-        raise BadRequestBody(_too_large(limit, declared))
-    stream = req.stream
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = stream.read(min(_READ_CHUNK, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise BadRequestBody(_too_large(limit, declared))
-    body = b"".join(chunks)
+    body = _read_body(req, limit)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -157,6 +144,39 @@ def read_json_body(req: Request, limit: int) -> Any:
         details = str(exc) if not isinstance(exc, RecursionError) else "nesting too deep"
         logger.warning("Refused an invocation: invalid JSON (%s)", details)
         raise BadRequestBody(json_error(400, "Invalid JSON", details=details)) from None
+
+
+def _read_body(req: Request, limit: int) -> bytes:
+    declared = req.content_length
+    if declared is not None and declared > limit:
+        raise BadRequestBody(_too_large(limit, declared))
+    if "stream" in req.__dict__:
+        # Something (a before_request hook) already opened the body: read it
+        # the way werkzeug does, with the limit applied to this request.
+        req.max_content_length = limit
+        try:
+            return req.get_data(cache=True)
+        except RequestEntityTooLarge:
+            raise BadRequestBody(_too_large(limit, declared)) from None
+    environ = req.environ
+    source = environ["wsgi.input"]
+    if declared is None and not environ.get("wsgi.input_terminated"):
+        return b""  # no length and no end marker: WSGI says there is no body to read
+    wanted = limit + 1 if declared is None else declared
+    chunks: list[bytes] = []
+    size = 0
+    while size < wanted:
+        chunk = source.read(min(_READ_CHUNK, wanted - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise BadRequestBody(_too_large(limit, declared))
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    # Handlers may still read the body through flask.request, as in any Flask view.
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
 def _too_large(limit: int, declared: int | None) -> Response:

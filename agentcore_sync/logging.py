@@ -63,3 +63,8 @@ def configure_logging() -> None:
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
+    # waitress warns "Task queue depth is N" for every request that waits for a
+    # thread: under load, one line per request, written when the server is
+    # busiest. Queueing is expected here (admission control bounds it), so only
+    # its errors are kept.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

@@ -1,0 +1,34 @@
+"""The ``agentcore-sync`` command line (also ``python -m agentcore_sync``).
+
+- ``serve MODULE:APP``: serve an agent on waitress or gunicorn;
+- ``invoke [URL] PAYLOAD``: call it with the headers the managed runtime sends;
+- ``monitor [URL]``: watch it as the managed runtime does: status, tasks, the
+  idle timeout and the maximum lifetime counting down, stuck sessions.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .invoke import invoke
+from .monitor import monitor
+from .serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agentcore_sync")
+def cli() -> None:
+    """Serve, call and watch agents on the Amazon Bedrock AgentCore Runtime contract."""
+
+
+cli.add_command(serve)
+cli.add_command(invoke)
+cli.add_command(monitor)
+
+
+def main() -> None:
+    """The console script's entry point."""
+    cli()
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,232 @@
+"""Drawing ``monitor``'s view: a live screen on a terminal, one line per poll otherwise.
+
+On a terminal, each poll redraws the screen in place with plain ANSI sequences
+(cursor home, erase line, erase below: no flicker, no curses). Anywhere else
+(a pipe, a file, CI), each poll appends one line, and each event (a stuck
+session, the end of the session) is written once on a line of its own.
+``NO_COLOR`` turns colours off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from typing import IO
+
+import click
+
+from .durations import clock, fmt_duration
+from .lifecycle import HEALTHY_BUSY, View
+
+CLEAR = "\x1b[2J\x1b[H"
+HOME = "\x1b[H"
+ERASE_LINE = "\x1b[K"
+ERASE_BELOW = "\x1b[J"
+HIDE_CURSOR = "\x1b[?25l"
+SHOW_CURSOR = "\x1b[?25h"
+BELL = "\a"
+
+
+def status_text(view: View) -> str:
+    probe = view.probe
+    if probe.status is None:
+        return f"no answer: {probe.error}"
+    held = ""
+    if probe.changed_at is not None:
+        held = (
+            f" held {fmt_duration(probe.at - probe.changed_at)} (since {clock(probe.changed_at)})"
+        )
+    return probe.status + held
+
+
+#: Task names listed on the screen; the rest are counted.
+MAX_GROUPS = 8
+
+
+def tasks_summary(view: View) -> str:
+    tasks = view.probe.tasks
+    if tasks is None:
+        return f"not visible: {view.probe.tasks_note}"
+    text = f"{tasks.running} running, {tasks.queued} queued"
+    if tasks.overdue:
+        text += f", {tasks.overdue} OVERDUE (past their maximum duration)"
+    return text
+
+
+def task_groups(view: View) -> list[str]:
+    """One entry per task name, oldest first: ``name x2 oldest 0:01:10``."""
+    tasks = view.probe.tasks
+    if tasks is None:
+        return []
+    groups = [
+        f"{group.name} x{group.count} oldest {fmt_duration(group.oldest)}"
+        for group in tasks.groups[:MAX_GROUPS]
+    ]
+    if len(tasks.groups) > MAX_GROUPS:
+        groups.append(f"... {len(tasks.groups) - MAX_GROUPS} more names")
+    return groups
+
+
+def idle_text(view: View) -> str:
+    if view.ended is not None:
+        return "ended" if view.ended.reason != "idle timeout" else "ran out: session ended"
+    if view.idle_left is None:
+        return f"{view.idle_hold} (resets to {fmt_duration(view.settings.idle_timeout)})"
+    return f"{fmt_duration(view.idle_left)} left of {fmt_duration(view.settings.idle_timeout)}"
+
+
+def lifetime_text(view: View) -> str:
+    if view.ended is not None and view.ended.reason == "maximum lifetime":
+        return "reached: session ended"
+    if view.lifetime_left is None:
+        return "-"
+    return f"{fmt_duration(view.lifetime_left)} left of {fmt_duration(view.settings.max_lifetime)}"
+
+
+def invocation_text(view: View) -> str:
+    text = "none since the session started"
+    if view.last_invocation is not None:
+        text = f"last {fmt_duration(view.probe.at - view.last_invocation)} ago"
+    tasks = view.probe.tasks
+    if tasks is not None:
+        text += f", {tasks.in_flight} in flight, {int(tasks.invocations)} since the agent started"
+    return text
+
+
+class LineDisplay:
+    """One line per poll; events on lines of their own. For pipes, files and logs."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def start(self, title: str) -> None:
+        self._write(title)
+
+    def draw(self, view: View) -> None:
+        for event in view.events:
+            self._write(event)
+        parts = [clock(view.probe.at), status_text(view)]
+        if view.probe.status is not None:
+            groups = task_groups(view)
+            parts.append(
+                "tasks " + tasks_summary(view) + (f" ({', '.join(groups)})" if groups else "")
+            )
+            if view.ended is None:
+                parts.append("idle " + idle_text(view))
+                parts.append("lifetime " + lifetime_text(view))
+            else:
+                parts.append(f"ENDED ({view.ended.reason})")
+            if view.stuck:
+                parts.append(
+                    f"STUCK? no task progress for {fmt_duration(view.busy_unchanged_for or 0)}"
+                )
+        self._write(" | ".join(parts))
+
+    def close(self) -> None:
+        self.out.flush()
+
+    def _write(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+class ScreenDisplay:
+    """The whole view redrawn in place at each poll, for a terminal."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.color = not os.environ.get("NO_COLOR")
+        self.title = ""
+        self._warned: set[str] = set()
+        self._history: list[str] = []
+
+    def start(self, title: str) -> None:
+        self.title = title
+        self.out.write(HIDE_CURSOR + CLEAR)
+        self.out.flush()
+
+    def _style(self, text: str, **style: object) -> str:
+        return click.style(text, **style) if self.color else text  # type: ignore[arg-type]
+
+    def draw(self, view: View) -> None:
+        width, height = shutil.get_terminal_size((100, 30))
+        probe = view.probe
+        for event in view.events:
+            self._history.append(f"{clock(probe.at)}  {event}")
+        del self._history[:-4]
+        rows: list[str] = [
+            self._style(self.title, bold=True),
+            f"{clock(probe.at)}   idle timeout {fmt_duration(view.settings.idle_timeout)}, "
+            f"max lifetime {fmt_duration(view.settings.max_lifetime)}, "
+            f"stuck after {fmt_duration(view.settings.stuck_after)}",
+            "",
+        ]
+        if probe.status is None:
+            rows.append(self._label("Status") + self._style(status_text(view), fg="red", bold=True))
+        else:
+            color = "yellow" if probe.status == HEALTHY_BUSY else "green"
+            rows.append(self._label("Status") + self._style(status_text(view), fg=color, bold=True))
+            rows.append(self._label("Tasks") + tasks_summary(view))
+            rows.extend(" " * 18 + group for group in task_groups(view))
+            rows.append(self._label("Invocations") + invocation_text(view))
+            rows.append(self._label("Idle timeout") + idle_text(view))
+            rows.append(self._label("Max lifetime") + lifetime_text(view))
+            if probe.session_id:
+                rows.append(self._label("Session id") + probe.session_id)
+        rows.append("")
+        if view.stuck:
+            rows.extend(self._stuck_banner(view, width))
+        if view.ended is not None:
+            rows.extend(self._wrap(view.ended.message, width, "red"))
+        if self._history:
+            rows.append(self._style("Events", bold=True))
+            rows.extend(self._clip("  " + line, width) for line in self._history)
+        rows.append("")
+        rows.append(self._style("Ctrl-C to quit", dim=True))
+        bell = BELL if view.stuck and "stuck" not in self._warned else ""
+        if view.stuck:
+            self._warned.add("stuck")
+        else:
+            self._warned.discard("stuck")
+        # More rows than the terminal has would scroll it, and the next frame would not
+        # start at the top: keep what fits, the status first.
+        rows = rows[: max(1, height - 1)]
+        frame = HOME + "".join(self._clip(row, width) + ERASE_LINE + "\n" for row in rows)
+        self.out.write(frame + ERASE_BELOW + bell)
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write(SHOW_CURSOR)
+        self.out.flush()
+
+    def _label(self, text: str) -> str:
+        return self._style(f"{text:<16}", bold=True)
+
+    def _stuck_banner(self, view: View, width: int) -> list[str]:
+        text = (
+            f"!! STUCK? HealthyBusy with no task progress for "
+            f"{fmt_duration(view.busy_unchanged_for or 0)} (threshold "
+            f"{fmt_duration(view.settings.stuck_after)}). The managed runtime would keep this "
+            f"session, and bill it, until its maximum lifetime: {lifetime_text(view)}. "
+            "Look for a task that is never completed (complete_async_task belongs in a finally)."
+        )
+        return self._wrap(text, width, "red")
+
+    def _wrap(self, text: str, width: int, color: str) -> list[str]:
+        lines = textwrap.wrap(text, max(20, width - 2))
+        return [
+            self._style(line, fg=color, bold=True, reverse=index == 0)
+            for index, line in enumerate(lines)
+        ]
+
+    def _clip(self, row: str, width: int) -> str:
+        visible = click.unstyle(row)
+        if len(visible) <= width - 1:
+            return row
+        return visible[: width - 2] + "…"
+
+
+def display_for(out: IO[str]) -> LineDisplay | ScreenDisplay:
+    """A live screen on a terminal, lines elsewhere."""
+    return ScreenDisplay(out) if out.isatty() else LineDisplay(out)

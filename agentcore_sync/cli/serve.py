@@ -1,0 +1,290 @@
+"""``agentcore-sync serve MODULE:APP``: serve an agent on waitress or gunicorn.
+
+Either server gets the settings that keep ``/ping`` answered behind long
+invocations (threads, an invocation bound below the thread count, long
+timeouts), the same as ``app.run()`` and the shipped ``gunicorn.conf.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..runtime import AgentCore
+from ..serving import (
+    DEFAULT_THREADS,
+    adopt_thread_count,
+    default_host,
+    gunicorn_post_worker_init,
+    gunicorn_worker_exit,
+)
+
+#: gunicorn settings, the same as the shipped gunicorn.conf.py (the reasons are written there).
+GUNICORN_SETTINGS: dict[str, Any] = {
+    "worker_class": "gthread",
+    "timeout": 120,
+    "graceful_timeout": 30,
+    "keepalive": 75,
+    "post_worker_init": gunicorn_post_worker_init,
+    "worker_exit": gunicorn_worker_exit,
+    "proc_name": "agentcore-sync",
+}
+
+
+class Target:
+    """``MODULE:APP`` or ``path/to/file.py:APP``: where the agent is, checked before importing."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        module, _, attr = text.partition(":")
+        self.attr = attr or "app"
+        if module.endswith(".py"):
+            path = Path(module).resolve()
+            if not path.is_file():
+                raise ValueError(f"no such file: {module}")
+            self.directory: str = str(path.parent)
+            self.module = path.stem
+        else:
+            self.directory = (
+                os.getcwd()
+            )  # like gunicorn and waitress-serve: the app's module is here
+            self.module = module
+        if not self.module.replace(".", "").replace("_", "").isalnum() or not all(
+            part.isidentifier() for part in self.attr.split(".")
+        ):
+            raise ValueError(f"{text!r} is not MODULE:APP, e.g. my_agent:app")
+
+    def add_to_path(self) -> None:
+        if self.directory not in sys.path:
+            sys.path.insert(0, self.directory)
+
+    def check(self) -> None:
+        """Fail now, with a clear error, if the module cannot be found (it is not run)."""
+        self.add_to_path()
+        try:
+            spec = importlib.util.find_spec(self.module)
+        except ModuleNotFoundError as exc:
+            spec = None
+            missing = exc.name
+        else:
+            missing = self.module
+        if spec is None:
+            raise ValueError(
+                f"no module named {missing!r} (looked in {self.directory} and on sys.path)"
+            )
+
+    def load(self) -> Any:
+        """Import the module and return the app object."""
+        self.add_to_path()
+        module = importlib.import_module(self.module)
+        obj: Any = module
+        for part in self.attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise ValueError(f"module {self.module!r} has no attribute {self.attr!r}") from None
+        if not callable(obj) and not isinstance(obj, AgentCore):
+            raise ValueError(f"{self.text} is a {type(obj).__name__}, not an app")
+        return obj
+
+
+def wsgi_app(obj: Any, metrics_path: str | None) -> tuple[Any, list[AgentCore]]:
+    """The WSGI application serving ``obj``, and the runtimes it serves.
+
+    ``obj`` is a ``BedrockAgentCoreApp``, an ``AgentCore`` (served alone), or any
+    WSGI app (a Flask app with an agent mounted into it).
+    """
+    if isinstance(obj, AgentCore):
+        runtimes = [obj]
+        app = obj.wsgi_app_for_serving()
+    else:
+        runtimes = list(AgentCore.instances)
+        app = obj
+    if metrics_path:
+        from ..metrics import enable_metrics
+
+        if len(runtimes) != 1:
+            raise ValueError(
+                f"--metrics-path serves the metrics of one agent; this app has {len(runtimes)}"
+            )
+        blueprint = enable_metrics(runtimes[0], metrics_path)
+        if app is not runtimes[0]:
+            if blueprint.name in getattr(app, "blueprints", {}):
+                pass  # already mounted by the app itself
+            elif hasattr(app, "register_blueprint"):
+                app.register_blueprint(blueprint)
+            else:
+                raise ValueError("--metrics-path needs a Flask app to add its route to")
+    return app, runtimes
+
+
+def serve_waitress(
+    target: Target, host: str, port: int, threads: int, metrics_path: str | None
+) -> None:
+    """Serve on waitress in this process until SIGTERM or Ctrl-C, then shut the agent down."""
+    import waitress
+
+    app, runtimes = wsgi_app(target.load(), metrics_path)
+    for runtime in runtimes:
+        adopt_thread_count(runtime, threads)
+    server = waitress.create_server(
+        app, host=host, port=port, threads=threads, ident="agentcore_sync"
+    )
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:  # a second signal must not cut the graceful shutdown short
+            stopping = True
+            raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(
+        f"Serving {target.text} on http://{host}:{port} (waitress, {threads} threads)", err=True
+    )
+    try:
+        server.run()  # returns on SIGTERM or Ctrl-C: waitress catches the SystemExit
+    finally:
+        click.echo("Stopping: no new requests; waiting for background tasks", err=True)
+        server.close()
+        for runtime in runtimes:
+            runtime.shutdown()
+
+
+def serve_gunicorn(
+    target: Target,
+    host: str,
+    port: int,
+    threads: int,
+    workers: int,
+    reload: bool,
+    metrics_path: str | None,
+) -> None:
+    """Run a gunicorn master here; each worker imports the app (no preload: no forked threads)."""
+    from gunicorn.app.base import BaseApplication
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {
+                **GUNICORN_SETTINGS,
+                "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
+                "threads": threads,
+                "workers": workers,
+                "reload": reload,
+            }
+            for name, value in settings.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Any:
+            return wsgi_app(target.load(), metrics_path)[0]
+
+    click.echo(
+        f"Serving {target.text} on http://{host}:{port} "
+        f"(gunicorn, {workers} worker(s) x {threads} threads)",
+        err=True,
+    )
+    Application().run()
+
+
+@click.command(short_help="Serve an agent on waitress or gunicorn.")
+@click.argument("target", metavar="MODULE:APP")
+@click.option(
+    "--server",
+    type=click.Choice(["waitress", "gunicorn"]),
+    default="waitress",
+    show_default=True,
+    help="The WSGI server.",
+)
+@click.option("--host", help="Interface to listen on [127.0.0.1; 0.0.0.0 in a container].")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    envvar="PORT",
+    show_default=True,
+    help="Port to listen on (also $PORT).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=DEFAULT_THREADS,
+    show_default=True,
+    help="Threads per process; two are kept free of invocations for /ping.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes (gunicorn only); /ping counts the tasks of all of them.",
+)
+@click.option("--reload", is_flag=True, help="Restart when a source file changes (development).")
+@click.option(
+    "--metrics-path",
+    metavar="PATH",
+    help="Also serve Prometheus metrics at PATH, e.g. /metrics (needs agentcore_sync[metrics]).",
+)
+def serve(
+    target: str,
+    server: str,
+    host: str | None,
+    port: int,
+    threads: int,
+    workers: int,
+    reload: bool,
+    metrics_path: str | None,
+) -> None:
+    """Serve the agent MODULE:APP (a BedrockAgentCoreApp, an AgentCore, or a Flask app).
+
+    MODULE is imported from the current directory, or given as a file:
+
+    \b
+      agentcore-sync serve my_agent:app
+      agentcore-sync serve examples/simple_agent.py --reload
+      agentcore-sync serve my_agent:app --server gunicorn --workers 2
+    """
+    if workers > 1 and server != "gunicorn":
+        raise click.UsageError(
+            f"--workers {workers} needs --server gunicorn: waitress is one process with threads"
+        )
+    if metrics_path is not None:
+        from ..metrics import MetricsUnavailable, check_path, require_prometheus
+
+        try:
+            check_path(metrics_path)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics-path") from None
+        try:
+            require_prometheus()
+        except MetricsUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+    try:
+        parsed = Target(target)
+        parsed.check()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="MODULE:APP") from None
+    host = host or default_host()
+    if server == "gunicorn":
+        serve_gunicorn(parsed, host, port, threads, workers, reload, metrics_path)
+        return
+    if reload:
+        from .reloader import run_with_reloader
+
+        argv = [sys.executable, "-m", "agentcore_sync", "serve", target, "--host", host]
+        argv += ["--port", str(port), "--threads", str(threads)]
+        if metrics_path:
+            argv += ["--metrics-path", metrics_path]
+        roots = sorted({Path.cwd().resolve(), Path(parsed.directory).resolve()})
+        sys.exit(run_with_reloader(argv, roots))
+    try:
+        serve_waitress(parsed, host, port, threads, metrics_path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="MODULE:APP") from None
