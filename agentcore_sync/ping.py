@@ -101,7 +101,10 @@ class PingTracker:
             finally:
                 self._local.in_custom = False
 
-        self._custom_thread.submit(run)
+        # In the caller's context: the function sees the request's ids and Flask's
+        # application context as if it ran on the caller's thread.
+        context = contextvars.copy_context()
+        self._custom_thread.submit(lambda: context.run(run))
         try:
             return PingStatus(future.result(self.custom_timeout)), "custom ping function"
         except concurrent.futures.TimeoutError:
