@@ -85,7 +85,9 @@ def _admit(runtime: AgentCore) -> Response:
 def _invoke(runtime: AgentCore) -> Response:
     started = time.perf_counter()
     try:
-        context = enter_request(request)
+        # The request itself, not Flask's proxy: handlers may hand the context to
+        # threads that outlive this request's Flask context.
+        context = enter_request(request._get_current_object())  # type: ignore[attr-defined]
     except InvalidHeader as exc:
         logger.warning("Refused an invocation: %s", exc)
         return json_error(400, str(exc))

@@ -59,6 +59,18 @@ class PingTracker:
 
     def current(self, cause: str | None = None) -> PingStatus:
         """The status now; a change from the last one is recorded and logged."""
+        if self.forced is None and self.custom is None:
+            # Decided and recorded under one lock: two threads (a task starting,
+            # another ending) cannot record their decisions in the wrong order.
+            with self._lock:
+                status, reason = self._automatic()
+                previous = self._status
+                if status is not previous:
+                    self._status = status
+                    self._changed_at = changed_at = time.time()
+            if status is not previous and logger.isEnabledFor(logging.INFO):
+                _change_log.write(previous, status, cause or reason, changed_at)
+            return status
         status, reason = self._decide()
         if status is not self._status:
             self._record(status, cause or reason)

@@ -57,8 +57,25 @@ def track(
             task_id = add(name, metadata, max_duration=max_duration)
             agen = func(*args, **kwargs)
             try:
-                async for item in agen:
-                    yield item
+                # What `yield from` does for generators, by hand: values sent and
+                # exceptions thrown into the wrapper reach the wrapped generator.
+                sent = None
+                while True:
+                    try:
+                        item = await agen.asend(sent)
+                    except StopAsyncIteration:
+                        return
+                    while True:
+                        try:
+                            sent = yield item
+                            break
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:
+                            try:
+                                item = await agen.athrow(exc)
+                            except StopAsyncIteration:
+                                return
             finally:
                 try:
                     await agen.aclose()
