@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .processes import is_alive
+
 logger = logging.getLogger("agentcore_sync.cluster")
 
 SLOTS = 64
@@ -45,23 +47,6 @@ STALE_AFTER = 2.5
 def board_directory() -> str:
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     return os.path.join(base, f"agentcore_sync-{os.getuid()}")
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 class WorkerBoard:
@@ -113,7 +98,7 @@ class WorkerBoard:
             )
             if pid == 0 or pid == self.pid:
                 return slot
-            if now - beat > STALE_AFTER and not _process_alive(pid):
+            if now - beat > STALE_AFTER and not is_alive(pid):
                 return slot
         raise RuntimeError(f"All {SLOTS} worker slots of {self.path} are taken by live workers")
 
@@ -167,7 +152,7 @@ class WorkerBoard:
             pid = values[i]
             if pid == 0:
                 continue
-            if pid != self.pid and now - values[i + 3] > STALE_AFTER and not _process_alive(pid):
+            if pid != self.pid and now - values[i + 3] > STALE_AFTER and not is_alive(pid):
                 continue
             live.append((pid, values[i + 1], values[i + 2]))
         return live

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .callables import Kind, kind_of
 from .context import request_id_var, session_id_var
 from .pool import ThreadPool
+from .processes import process_identity
 from .serialization import to_jsonable
 
 if TYPE_CHECKING:
@@ -69,27 +70,6 @@ class TaskHandle:
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
         return f"<TaskHandle {self.task_id} {state}>"
-
-
-def process_identity(pid: int) -> str | None:
-    """``pid`` and its start time, so that a reused pid is not mistaken for its old owner."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        if fields[0] in (b"Z", b"X"):
-            return None  # killed, and not yet reaped by its parent
-        return f"{pid}:{int(fields[19])}"
-    except FileNotFoundError:
-        return None
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return str(pid)
 
 
 class BackgroundExecutor:

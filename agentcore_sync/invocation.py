@@ -74,7 +74,7 @@ def _admit(runtime: AgentCore) -> Response:
         response = _invoke(runtime)
         if isinstance(response.response, EventStream):
             # The stream holds its slot until the server closes it.
-            response.response._on_close = limiter.release
+            response.response.release_on_close(limiter.release)
             released = True
         return response
     finally:

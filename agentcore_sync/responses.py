@@ -53,6 +53,10 @@ class EventStream:
         self._on_close = on_close
         self._done = False
 
+    def release_on_close(self, release: Callable[[], None]) -> None:
+        """Run ``release`` once when the server closes the stream (or it is collected)."""
+        self._on_close = release
+
     def __iter__(self) -> EventStream:
         return self
 
