@@ -118,8 +118,14 @@ class BackgroundExecutor:
         name: str,
         metadata: dict[str, Any] | None,
         max_duration: float | None,
+        kind: Kind | None = None,
     ) -> TaskHandle:
-        kind = Kind.COROUTINE if inspect.iscoroutine(func) else kind_of(func)
+        """Register ``func(*args, **kwargs)`` as a queued task and hand it to where it runs.
+
+        ``kind`` may be given when known (``@async_task`` reads it once).
+        """
+        if kind is None:
+            kind = Kind.COROUTINE if inspect.iscoroutine(func) else kind_of(func)
         context = contextvars.copy_context()
         task_id = self._registry.add(name, metadata, state="queued", max_duration=max_duration)
         now = time.time()
@@ -146,10 +152,26 @@ class BackgroundExecutor:
         if not accepting:
             self._registry.complete(task_id)
             raise ShuttingDown("The runtime is shutting down and takes no new background work")
-        self._store().put(dict(record))
+        self._store().put(record)  # the store keeps a copy
         if kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR):
             return self._submit_coroutine(task_id, func, args, kwargs, kind, max_duration, context)
         return self._submit_thread(task_id, func, args, kwargs, kind, context)
+
+    def submit_later(
+        self,
+        func: Callable[..., Any],
+        kind: Kind,
+        name: str,
+        metadata: dict[str, Any] | None,
+        max_duration: float | None,
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> TaskHandle:
+        """``fn.start(*args, **kwargs)`` of an ``@async_task`` function."""
+        return self.submit(
+            func, args, kwargs, name=name, metadata=metadata, max_duration=max_duration, kind=kind
+        )
 
     def _submit_thread(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -31,6 +32,12 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        # _starts_lock guards _starts and _wakeup_pending. Invariant: while
+        # _starts is non-empty, _wakeup_pending is True and a call to
+        # _start_submitted is scheduled on the loop.
+        self._starts_lock = threading.Lock()
+        self._starts: list[tuple[Any, contextvars.Context, concurrent.futures.Future[Any]]] = []
+        self._wakeup_pending = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -63,35 +70,39 @@ class LoopThread:
         return self._thread is not None and threading.current_thread() is self._thread
 
     def submit(
-        self,
-        coro: Coroutine[Any, Any, T],
-        context: contextvars.Context | None = None,
-        on_start: Any = None,
+        self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
     ) -> concurrent.futures.Future[T]:
         """Schedule ``coro`` as a task on the loop; cancel the future to cancel it.
 
         The task runs in a copy of ``context`` (the caller's by default), so
         request ids and other context variables follow the coroutine.
-        ``on_start(task)`` runs on the loop when the task has been created.
         """
         loop = self.loop
         ctx = (context or contextvars.copy_context()).copy()
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._starts_lock:
+            self._starts.append((coro, ctx, future))
+            wake = not self._wakeup_pending
+            self._wakeup_pending = True
+        if wake:
+            # Waking the loop is a write to its self-pipe and a thread switch:
+            # one per batch of submissions, not one per coroutine.
+            loop.call_soon_threadsafe(self._start_submitted)
+        return future
 
-        def start() -> None:
+    def _start_submitted(self) -> None:
+        """On the loop: create the tasks of every submission waiting so far."""
+        loop = asyncio.get_running_loop()
+        with self._starts_lock:
+            starts, self._starts = self._starts, []
+            self._wakeup_pending = False
+        for coro, ctx, future in starts:
             if future.cancelled():
                 coro.close()
-                return
+                continue
             task = loop.create_task(_contained(coro), context=ctx)
-            if on_start is not None:
-                on_start(task)
-            task.add_done_callback(lambda done: _copy_outcome(done, future))
-            future.add_done_callback(
-                lambda f: f.cancelled() and loop.call_soon_threadsafe(task.cancel)
-            )
-
-        loop.call_soon_threadsafe(start)
-        return future
+            task.add_done_callback(functools.partial(_copy_outcome, future=future))
+            future.add_done_callback(functools.partial(_cancel_task, loop=loop, task=task))
 
     def run(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> T:
         """Run ``coro`` on the loop and wait for its result in this thread."""
@@ -157,6 +168,15 @@ async def _contained(coro: Coroutine[Any, Any, T]) -> T:
 
 async def _next_item(agen: AsyncIterator[T]) -> T:
     return await agen.__anext__()
+
+
+def _cancel_task(
+    cancelled: concurrent.futures.Future[Any],
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[Any],
+) -> None:
+    if cancelled.cancelled():
+        loop.call_soon_threadsafe(task.cancel)
 
 
 def _copy_outcome(task: asyncio.Future[Any], future: concurrent.futures.Future[Any]) -> None:

@@ -295,20 +295,6 @@ class AgentCore:
             max_duration=self.max_task_duration,
         )
 
-    def _start_tracked(
-        self,
-        func: Callable[..., Any],
-        name: str,
-        metadata: dict[str, Any] | None,
-        max_duration: float | None,
-        /,
-        *args: Any,
-        **kwargs: Any,
-    ) -> TaskHandle:
-        return self._executor.submit(
-            func, args, kwargs, name=name, metadata=metadata, max_duration=max_duration
-        )
-
     def get_task_result(self, task_id: int | str) -> dict[str, Any] | None:
         """The record of a background task, from this process or the shared store."""
         try:

@@ -92,5 +92,7 @@ def track(
             finally:
                 complete(task_id)
 
-    wrapper.start = functools.partial(runtime._start_tracked, func, name, metadata, max_duration)  # type: ignore[attr-defined]
+    wrapper.start = functools.partial(  # type: ignore[attr-defined]
+        runtime._executor.submit_later, func, kind, name, metadata, max_duration
+    )
     return wrapper

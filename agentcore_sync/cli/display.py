@@ -70,7 +70,7 @@ def task_groups(view: View) -> list[str]:
 
 def idle_text(view: View) -> str:
     if view.ended is not None:
-        return "ended" if view.ended.reason != "idle timeout" else "ran out: session ended"
+        return "ran out: session ended" if view.ended.reason == "idle timeout" else "-"
     if view.idle_left is None:
         return f"{view.idle_hold} (resets to {fmt_duration(view.settings.idle_timeout)})"
     return f"{fmt_duration(view.idle_left)} left of {fmt_duration(view.settings.idle_timeout)}"
@@ -80,7 +80,7 @@ def lifetime_text(view: View) -> str:
     if view.ended is not None and view.ended.reason == "maximum lifetime":
         return "reached: session ended"
     if view.lifetime_left is None:
-        return "-"
+        return "-" if view.ended is None else "- (session ended)"
     return f"{fmt_duration(view.lifetime_left)} left of {fmt_duration(view.settings.max_lifetime)}"
 
 
@@ -152,8 +152,8 @@ class ScreenDisplay:
     def draw(self, view: View) -> None:
         width, height = shutil.get_terminal_size((100, 30))
         probe = view.probe
-        for event in view.events:
-            self._history.append(f"{clock(probe.at)}  {event}")
+        for event in view.events:  # the first sentence: the rest is on the screen
+            self._history.append(f"{clock(probe.at)}  {event.split('. ')[0]}")
         del self._history[:-4]
         rows: list[str] = [
             self._style(self.title, bold=True),

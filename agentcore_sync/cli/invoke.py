@@ -135,6 +135,8 @@ def invoke(
         else:
             _print_answer(reply.read_text(), compact)
             stream_ok = True
+    except BrokenPipeError:
+        raise  # our reader went away (invoke ... | head): click exits quietly
     except (TimeoutError, OSError) as exc:
         raise click.ClickException(f"the answer was cut off: {exc}") from None
     finally:

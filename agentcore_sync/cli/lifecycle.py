@@ -162,6 +162,7 @@ class SimulatedSession:
         self.ended: Ending | None = None
         self.last_invocation: float | None = None
         self._lost = False
+        self._changed_at: float | None = None
         self._active_at: float | None = None
         self._unchanged_since: float | None = None
         self._progress: tuple[object, ...] | None = None
@@ -172,6 +173,7 @@ class SimulatedSession:
         self.ended = None
         self.last_invocation = None
         self._lost = False
+        self._changed_at = None
         self._active_at = None
         self._unchanged_since = None
         self._progress = None
@@ -214,14 +216,20 @@ class SimulatedSession:
         if invoked_at is not None and invoked_at >= self.started_at:
             self.last_invocation = max(self.last_invocation or invoked_at, invoked_at)
 
+        if probe.changed_at is not None:
+            # The latest change seen: under gunicorn -w N each worker reports its own
+            # time_of_last_update, and answers alternate between them.
+            self._changed_at = max(self._changed_at or probe.changed_at, probe.changed_at)
         settings = self.settings
         busy = probe.status == HEALTHY_BUSY
         in_flight = probe.tasks.in_flight if probe.tasks is not None else 0
-        view: dict[str, object] = {"started_at": self.started_at}
+        idle_left: float | None = None
+        hold: str | None = None
+        lifetime_left: float | None = None
+        unchanged: float | None = None
+        stuck = False
         if self.ended is None:
             lifetime_left = settings.max_lifetime - (now - self.started_at)
-            idle_left: float | None = None
-            hold: str | None = None
             idle_since = self.started_at
             if busy:
                 hold = "held while HealthyBusy"
@@ -232,7 +240,7 @@ class SimulatedSession:
                 idle_since = max(
                     self.started_at,
                     self.last_invocation or 0.0,
-                    probe.changed_at or 0.0,
+                    self._changed_at or 0.0,
                     self._active_at or 0.0,
                 )
                 idle_left = settings.idle_timeout - (now - idle_since)
@@ -241,11 +249,22 @@ class SimulatedSession:
             elif idle_left is not None and idle_left <= 0:
                 self._end(idle_since + settings.idle_timeout, "idle timeout", False, events)
             else:
-                view.update(idle_left=idle_left, idle_hold=hold, lifetime_left=lifetime_left)
-                view.update(self._stuck(probe, busy, lifetime_left, events))
-        view["ended"] = self.ended
-        view["last_invocation"] = self.last_invocation
-        return View(probe, settings, events=tuple(events), **view)  # type: ignore[arg-type]
+                unchanged, stuck = self._stuck(probe, busy, lifetime_left, events)
+        if self.ended is not None:
+            idle_left = lifetime_left = None
+        return View(
+            probe,
+            settings,
+            started_at=self.started_at,
+            last_invocation=self.last_invocation,
+            idle_left=idle_left,
+            idle_hold=hold,
+            lifetime_left=lifetime_left,
+            busy_unchanged_for=unchanged,
+            stuck=stuck,
+            ended=self.ended,
+            events=tuple(events),
+        )
 
     def _new_invocation(self, probe: Probe) -> float | None:
         """The time of an invocation seen for the first time at this probe, if any."""
@@ -265,17 +284,18 @@ class SimulatedSession:
 
     def _stuck(
         self, probe: Probe, busy: bool, lifetime_left: float, events: list[str]
-    ) -> dict[str, object]:
+    ) -> tuple[float | None, bool]:
+        """Seconds of HealthyBusy with no task progress, and whether that is past the threshold."""
         if not busy:
             self._unchanged_since = None
             self._progress = None
             self._stuck_said = False
-            return {}
+            return None, False
         assert self.started_at is not None
         now = probe.at
-        key = (probe.changed_at, probe.tasks.progress_key() if probe.tasks is not None else None)
+        key = (self._changed_at, probe.tasks.progress_key() if probe.tasks is not None else None)
         if self._unchanged_since is None:
-            self._unchanged_since = max(self.started_at, probe.changed_at or self.started_at)
+            self._unchanged_since = max(self.started_at, self._changed_at or self.started_at)
         elif key != self._progress:
             self._unchanged_since = now
             self._stuck_said = False
@@ -295,7 +315,7 @@ class SimulatedSession:
                 f"{fmt_duration(lifetime_left)} from now. Look for a task that is never "
                 "completed (complete_async_task belongs in a finally)."
             )
-        return {"busy_unchanged_for": unchanged, "stuck": stuck}
+        return unchanged, stuck
 
     def _end(self, at: float, reason: str, busy: bool, events: list[str]) -> None:
         settings = self.settings

@@ -52,9 +52,8 @@ class Target:
             self.directory: str = str(path.parent)
             self.module = path.stem
         else:
-            self.directory = (
-                os.getcwd()
-            )  # like gunicorn and waitress-serve: the app's module is here
+            # Like gunicorn and waitress-serve: the module is looked for here first.
+            self.directory = os.getcwd()
             self.module = module
         if not self.module.replace(".", "").replace("_", "").isalnum() or not all(
             part.isidentifier() for part in self.attr.split(".")
@@ -105,8 +104,11 @@ def wsgi_app(obj: Any, metrics_path: str | None) -> tuple[Any, list[AgentCore]]:
         runtimes = [obj]
         app = obj.wsgi_app_for_serving()
     else:
-        runtimes = list(AgentCore.instances)
         app = obj
+        mounted = getattr(app, "blueprints", {}).values()
+        runtimes = [r for r in AgentCore.instances if any(bp is r.blueprint for bp in mounted)]
+        if not runtimes:  # not a Flask app (middleware, say): every agent of this process
+            runtimes = list(AgentCore.instances)
     if metrics_path:
         from ..metrics import enable_metrics
 
@@ -115,13 +117,12 @@ def wsgi_app(obj: Any, metrics_path: str | None) -> tuple[Any, list[AgentCore]]:
                 f"--metrics-path serves the metrics of one agent; this app has {len(runtimes)}"
             )
         blueprint = enable_metrics(runtimes[0], metrics_path)
-        if app is not runtimes[0]:
-            if blueprint.name in getattr(app, "blueprints", {}):
-                pass  # already mounted by the app itself
-            elif hasattr(app, "register_blueprint"):
-                app.register_blueprint(blueprint)
-            else:
+        # A BedrockAgentCoreApp has the route already; an app of one's own gets it here,
+        # unless it mounted the blueprint itself.
+        if app is not runtimes[0] and blueprint.name not in getattr(app, "blueprints", {}):
+            if not hasattr(app, "register_blueprint"):
                 raise ValueError("--metrics-path needs a Flask app to add its route to")
+            app.register_blueprint(blueprint)
     return app, runtimes
 
 

@@ -29,7 +29,7 @@ from agentcore_sync.stores import (
 
 logger = logging.getLogger("agentcore_sync.stores")
 
-DEFAULT_MAX_PENDING = 10_000
+DEFAULT_MAX_PENDING = 100_000
 #: At most one log line per this many seconds for failed reads and for dropped records.
 LOG_INTERVAL = 30.0
 
@@ -122,7 +122,8 @@ class ResilientStore(ResultStore):
                 dropped,
                 self._max_pending,
             )
-        self._wake.set()
+        if not self._wake.is_set():  # cheaper than set() when the writer is already due
+            self._wake.set()
 
     def get(self, task_id: int) -> dict[str, Any] | None:
         """The pending record if there is one (it is newer), else the stored one; None when
