@@ -94,9 +94,6 @@ def _exit_on_sigterm() -> None:
 
 
 class AgentCore:
-    #: Every runtime of this process, for server hooks that receive some other app.
-    instances: ClassVar[weakref.WeakSet[AgentCore]] = weakref.WeakSet()
-
     """The AgentCore Runtime contract, ready to mount into any Flask app.
 
     ``existing_app.register_blueprint(agent.blueprint)`` serves ``/ping`` and
@@ -119,8 +116,13 @@ class AgentCore:
       interrupted (the host name: one machine, one server).
     - ``ping_timeout``: seconds a custom ``@ping`` function may take before
       ``/ping`` answers with the automatic status instead (0.5).
+    - ``metrics_path``: serve Prometheus metrics at this path, e.g. ``"/metrics"``
+      (off by default; needs ``pip install 'agentcore_sync[metrics]'``).
     - ``configure_logging``: log JSON lines unless logging is configured (True).
     """
+
+    #: Every runtime of this process, for server hooks that receive some other app.
+    instances: ClassVar[weakref.WeakSet[AgentCore]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -135,6 +137,7 @@ class AgentCore:
         shutdown_grace: float | None = None,
         server_id: str | None = None,
         ping_timeout: float = 0.5,
+        metrics_path: str | None = None,
         configure_logging: bool = True,
     ) -> None:
         if configure_logging:
@@ -187,6 +190,12 @@ class AgentCore:
         atexit.register(self.shutdown)
         _exit_on_sigterm()
         self.blueprint: Blueprint = make_blueprint(self)
+        #: The blueprint serving Prometheus metrics, when ``metrics_path`` is set.
+        self.metrics_blueprint: Blueprint | None = None
+        if metrics_path is not None:
+            from .metrics import enable_metrics
+
+            self.metrics_blueprint = enable_metrics(self, metrics_path)
         AgentCore.instances.add(self)
 
     # -- decorators ---------------------------------------------------------
@@ -410,6 +419,8 @@ class AgentCore:
         app = Flask(__name__, static_folder=None)
         install_json_errors(app)
         app.register_blueprint(self.blueprint)
+        if self.metrics_blueprint is not None:
+            app.register_blueprint(self.metrics_blueprint)
         return app
 
     def run(self, port: int | None = None, host: str | None = None, **server_options: Any) -> None:

@@ -89,9 +89,8 @@ def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **optio
     logger.info("Serving on http://%s:%d", host or default_host(), port)
     try:
         server.run()
-    except (KeyboardInterrupt, SystemExit):
-        logger.info("Stopping: no new requests; waiting for background tasks")
     finally:
+        logger.info("Stopping: no new requests; waiting for background tasks")
         server.close()
         runtime.shutdown()
         signal.signal(signal.SIGTERM, previous)
