@@ -1,0 +1,1 @@
+"""The benchmark harness behind `python bench/run.py` (see bench/README.md)."""

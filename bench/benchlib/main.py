@@ -1,0 +1,90 @@
+"""One benchmark run: every figure, peers taking turns, then the report."""
+
+import dataclasses
+import datetime
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import figures as figure_defs
+from . import machine, measure, report
+from .bootstrap import ensure_wrk
+from .config import FULL, QUICK, WORK_DIR
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # so atexit stops the servers
+
+
+def run(*, quick: bool, out: Path, rounds: int | None, require_all: bool) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    settings = QUICK if quick else FULL
+    if rounds:
+        settings = dataclasses.replace(settings, rounds=rounds)
+    started_at = datetime.datetime.now(datetime.UTC)
+    began = time.monotonic()
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="quick-" if quick else "full-", dir=WORK_DIR))
+    ctx = measure.Context(settings, work_dir, wrk_missing=ensure_wrk())
+    ping, echo, starved, registry, overhead, started, loaded, workers = figure_defs.build()
+    all_figures = [ping, echo, starved, registry, overhead, started, loaded, workers]
+
+    groups = [
+        (measure.micro, registry, overhead),
+        (measure.throughput, ping, echo),
+        (measure.starvation, starved),
+        (measure.tasks, started, loaded),
+        (measure.workers, workers),
+    ]
+    for group, *figures in groups:
+        group_began = time.monotonic()
+        group(ctx, *figures)
+        numbers = ", ".join(str(figure.number) for figure in figures)
+        print(f"bench: figures {numbers} took {time.monotonic() - group_began:.1f} s", flush=True)
+
+    described = machine.describe(settings, started_at, time.monotonic() - began)
+    data = report.write(out, all_figures, described)
+    _print_summary(data, out)
+    if data["complete"]:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    else:
+        print(f"bench: server logs and scratch files kept in {work_dir}")
+    if require_all and not data["complete"]:
+        return 1
+    return 0
+
+
+def _print_summary(data: dict, out: Path) -> None:
+    print(f"\nbench: {data['machine']['mode']} run took {data['machine']['duration_s']} s")
+    for figure in data["figures"]:
+        for row in figure["rows"]:
+            if row["not_measured"]:
+                print(
+                    f"  figure {figure['figure']}: {row['label']}: not measured: "
+                    f"{row['not_measured']}"
+                )
+        for check in figure["checks"]:
+            if check["value"] is None:
+                continue
+            mark = {True: "ok  ", False: "MISS", None: "ref "}[check["ok"]]
+            print(
+                f"  {mark} figure {figure['figure']}: {check['label']}: {check['value']:.3g}"
+                + (f" (target {check['op']} {check['target']:g})" if check["target"] else "")
+            )
+    print(f"bench: wrote {out / 'RESULTS.md'}, {out / 'results.json'}, {out / report.CHART}")
+
+
+def main(args) -> int:
+    return run(
+        quick=args.quick,
+        out=Path(args.out).resolve(),
+        rounds=args.rounds,
+        require_all=args.require_all,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit("run bench/run.py instead")
