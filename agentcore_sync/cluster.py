@@ -32,10 +32,12 @@ from .processes import is_alive
 logger = logging.getLogger("agentcore_sync.cluster")
 
 SLOTS = 64
-_HEADER = struct.Struct("<8sq")  # magic, slot count
+_HEADER = struct.Struct("<8sqqd")  # magic, slot count, busy (0/1), when it last changed
+_STATUS = struct.Struct("<qd")  # the last two fields of the header
+_STATUS_OFFSET = 16
 _SLOT = struct.Struct("<qqqd")  # pid, active tasks, saturated, heartbeat (wall clock)
 _ALL_SLOTS = struct.Struct("<" + "qqqd" * SLOTS)
-_MAGIC = b"acsboard"
+_MAGIC = b"acsbrd02"
 _SIZE = _HEADER.size + _SLOT.size * SLOTS
 
 #: How often a worker refreshes its heartbeat and its published task details.
@@ -71,7 +73,7 @@ class WorkerBoard:
                     os.ftruncate(fd, _SIZE)
                 self._map = mmap.mmap(fd, _SIZE)
                 if self._map[: len(_MAGIC)] != _MAGIC:
-                    _HEADER.pack_into(self._map, 0, _MAGIC, SLOTS)
+                    _HEADER.pack_into(self._map, 0, _MAGIC, SLOTS, 0, time.time())
                 self.slot = self._claim_slot()
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -165,6 +167,19 @@ class WorkerBoard:
             active += count
             saturated = saturated or bool(full)
         return active, saturated
+
+    def settle_status(self, busy: bool, observed_at: float) -> float:
+        """When the server's status last changed, agreeing on it with the other workers.
+
+        The worker that first sees the status differ from the board's records it
+        with its time; the others then report that same time, so that
+        ``time_of_last_update`` does not depend on which worker answers a ping.
+        """
+        shared_busy, changed_at = _STATUS.unpack_from(self._map, _STATUS_OFFSET)
+        if bool(shared_busy) == busy:
+            return changed_at
+        _STATUS.pack_into(self._map, _STATUS_OFFSET, int(busy), observed_at)
+        return observed_at
 
     def other_jobs(self) -> list[dict[str, Any]]:
         """Task details published by the other live workers."""

@@ -18,10 +18,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import PingStatus
 from .pool import ThreadPool
+
+if TYPE_CHECKING:
+    from .cluster import WorkerBoard
 
 logger = logging.getLogger("agentcore_sync.ping")
 
@@ -42,6 +45,8 @@ class PingTracker:
         # costs a ping custom_timeout at most; while it still hangs, pings use
         # the automatic status at once rather than queue behind it.
         self._custom_thread = ThreadPool(1, name="agentcore-ping")
+        #: Shared with the other workers of a gunicorn server, once joined.
+        self.board: WorkerBoard | None = None
         self._hung: concurrent.futures.Future[Any] | None = None
         # _lock guards _status and _changed_at. Invariant: _changed_at is the
         # wall-clock time at which the status last became _status.
@@ -68,6 +73,11 @@ class PingTracker:
                 if status is not previous:
                     self._status = status
                     self._changed_at = changed_at = time.time()
+                board = self.board
+                if board is not None:
+                    self._changed_at = board.settle_status(
+                        status is PingStatus.HEALTHY_BUSY, self._changed_at
+                    )
             if status is not previous and logger.isEnabledFor(logging.INFO):
                 _change_log.write(previous, status, cause or reason, changed_at)
             return status

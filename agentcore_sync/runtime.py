@@ -361,6 +361,7 @@ class AgentCore:
         board.publish_count(len(self._registry))
         self._registry.publish = board.publish_count
         self._board = board
+        self._ping.board = board
         logger.info("Sharing task counts with the other workers of server %s", server_key)
 
     def _on_saturation_change(self, cause: str) -> None:

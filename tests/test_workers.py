@@ -167,3 +167,18 @@ def test_boards_of_one_server_add_up_and_forget_a_closed_worker(tmp_path):
     two.close()
     assert one.totals() == (2, False)
     one.close()
+
+
+def test_workers_agree_on_time_of_last_update(tmp_path):
+    with servers.serving(servers.gunicorn(APP, tmp_path, "-w", "3")) as server:
+        post(server, {"action": "start", "seconds": 1.5})
+        time.sleep(0.2)
+        busy = {
+            requests.get(server.url + "/ping", headers=FRESH).json()["time_of_last_update"]
+            for _ in range(20)
+        }
+        time.sleep(2)
+        healthy = [requests.get(server.url + "/ping", headers=FRESH).json() for _ in range(20)]
+    assert len(busy) == 1, busy
+    assert {reply["status"] for reply in healthy} == {"Healthy"}
+    assert len({reply["time_of_last_update"] for reply in healthy}) == 1
