@@ -40,6 +40,15 @@ def wait_terminal(server: servers.Server, task_id: int, timeout: float = 15) -> 
     raise AssertionError(f"task {task_id} not finished in {timeout}s: {record(server, task_id)}")
 
 
+def stored_record(tmp_path: Path, task_id: int) -> dict | None:
+    """The record as the server's SQLite store holds it, read after the server is gone."""
+    store = open_store(f"sqlite:///{tmp_path / 'results.db'}")
+    try:
+        return store.get(task_id)
+    finally:
+        store.close()
+
+
 def ping(server: servers.Server) -> str:
     return requests.get(server.url + "/ping", timeout=5).json()["status"]
 
@@ -132,11 +141,7 @@ def test_sigterm_waits_for_a_task_shorter_than_the_grace(kind, tmp_path):
         server.wait(20)
     finally:
         server.kill()
-    store = open_store(f"sqlite:///{tmp_path / 'results.db'}")
-    try:
-        final = store.get(task_id)
-    finally:
-        store.close()
+    final = stored_record(tmp_path, task_id)
     assert final["status"] == "succeeded", server.log()
     assert final["result"] == {"value": "finished", "slept": 1.5}
 
@@ -152,11 +157,7 @@ def test_sigterm_records_interrupted_when_the_grace_is_shorter(kind, tmp_path):
         server.wait(20)
     finally:
         server.kill()
-    store = open_store(f"sqlite:///{tmp_path / 'results.db'}")
-    try:
-        final = store.get(task_id)
-    finally:
-        store.close()
+    final = stored_record(tmp_path, task_id)
     assert final["status"] == "interrupted", server.log()
     assert "shut down" in final["error"]
 
