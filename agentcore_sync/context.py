@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,13 +87,6 @@ def _new_request_id() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def _header_items(environ: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """The request's headers from the WSGI environ, named as werkzeug names them."""
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            yield key[5:].replace("_", "-").title(), value
-
-
 def enter_request(request: Any) -> RequestContext:
     """Read the AgentCore headers of a Flask ``request`` into the context variables.
 
@@ -110,7 +102,7 @@ def enter_request(request: Any) -> RequestContext:
     token = environ.get(_IDENTITY_WAT_KEY) or environ.get(_ACCESS_TOKEN_KEY)
     _workload_access_token_var.set(token)
     _oauth2_callback_url_var.set(environ.get(_OAUTH2_CALLBACK_URL_KEY))
-    request_headers = forwarded_headers(_header_items(environ)) or None
+    request_headers = forwarded_headers(environ) or None
     _request_headers_var.set(request_headers)
     return RequestContext(
         session_id=session_id,

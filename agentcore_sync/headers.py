@@ -9,7 +9,9 @@ the workload identity token.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Mapping
+from typing import Any
 
 from .models import AUTHORIZATION_HEADER, CUSTOM_HEADER_PREFIX, IDENTITY_WAT_HEADER
 
@@ -75,12 +77,26 @@ def is_forwarded(name: str) -> bool:
     return True
 
 
-def forwarded_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The headers agent code sees, with ``Authorization`` under its canonical name."""
+@functools.lru_cache(maxsize=1024)
+def _forwarded_name(environ_key: str) -> str | None:
+    """The name agent code sees the header of WSGI key ``HTTP_*`` under, or None.
+
+    Named as werkzeug names environ headers (``X-Custom-Header``), with
+    ``Authorization`` under its canonical name. Cached: a server sees the same
+    few header names again and again.
+    """
+    name = environ_key[5:].replace("_", "-").title()
+    if name.lower() == _AUTHORIZATION:
+        return AUTHORIZATION_HEADER
+    return name if is_forwarded(name) else None
+
+
+def forwarded_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The headers of a WSGI request that agent code sees."""
     kept: dict[str, str] = {}
-    for name, value in headers:
-        if name.lower() == _AUTHORIZATION:
-            kept[AUTHORIZATION_HEADER] = value
-        elif is_forwarded(name):
-            kept[name] = value
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = _forwarded_name(key)
+            if name is not None:
+                kept[name] = value
     return kept

@@ -149,7 +149,7 @@ def read_json_body(req: Request, limit: int) -> Any:
 
 
 def _read_body(req: Request, limit: int) -> bytes:
-    declared = req.content_length
+    declared = _content_length(req.environ)
     if declared is not None and declared > limit:
         raise BadRequestBody(_too_large(limit, declared))
     if "stream" in req.__dict__:
@@ -179,6 +179,18 @@ def _read_body(req: Request, limit: int) -> bytes:
     # Handlers may still read the body through flask.request, as in any Flask view.
     environ["wsgi.input"] = io.BytesIO(body)
     return body
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    """The declared body length; None when absent or not a non-negative integer."""
+    value = environ.get("CONTENT_LENGTH")
+    if not value:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
 def _too_large(limit: int, declared: int | None) -> Response:
