@@ -127,6 +127,9 @@ class BackgroundExecutor:
         if kind is None:
             kind = Kind.COROUTINE if inspect.iscoroutine(func) else kind_of(func)
         context = contextvars.copy_context()
+        # The store first: a store that cannot be opened fails the start before
+        # anything is registered, so no task is left behind.
+        store = self._store()
         task_id = self._registry.add(name, metadata, state="queued", max_duration=max_duration)
         now = time.time()
         record = {
@@ -152,7 +155,7 @@ class BackgroundExecutor:
         if not accepting:
             self._registry.complete(task_id)
             raise ShuttingDown("The runtime is shutting down and takes no new background work")
-        self._store().put(record)  # the store keeps a copy
+        store.put(record)  # the store keeps a copy
         if kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR):
             return self._submit_coroutine(task_id, func, args, kwargs, kind, max_duration, context)
         return self._submit_thread(task_id, func, args, kwargs, kind, context)

@@ -175,6 +175,13 @@ def _read_body(req: Request, limit: int) -> bytes:
         size += len(chunk)
     if size > limit:
         raise BadRequestBody(_too_large(limit, declared))
+    if declared is not None and size < declared:
+        logger.warning(
+            "Refused an invocation: body ended after %d of its %d declared bytes", size, declared
+        )
+        raise BadRequestBody(
+            json_error(400, "Incomplete body", details=f"{size} of {declared} bytes received")
+        )
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     # Handlers may still read the body through flask.request, as in any Flask view.
     environ["wsgi.input"] = io.BytesIO(body)

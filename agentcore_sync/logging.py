@@ -19,6 +19,9 @@ from .context import request_id_var, session_id_var
 logger = logging.getLogger("agentcore_sync")
 
 
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object per record: timestamp, level, message, logger, ids."""
 
@@ -42,9 +45,10 @@ class JSONFormatter(logging.Formatter):
             entry["errorType"] = exc_type.__name__
             entry["errorMessage"] = str(exc)
             entry["stackTrace"] = traceback.format_exception(exc_type, exc, tb)
-        # json.dumps escapes CR, LF and control characters, so nothing taken
-        # from a request can start a forged line of its own.
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # json.dumps escapes CR, LF and control characters; the three other line
+        # breaks some readers split on are escaped here. Nothing taken from a
+        # request can start a forged line of its own.
+        return json.dumps(entry, ensure_ascii=False, default=str).translate(_LINE_BREAKS)
 
 
 def configure_logging() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Response
 from werkzeug.exceptions import HTTPException
 
-from .serialization import dumps, sse_event
+from .serialization import encode, sse_event
 
 logger = logging.getLogger("agentcore_sync.invocations")
 
@@ -18,7 +18,7 @@ JSON = "application/json"
 
 
 def json_response(body: Any, status: int = 200, headers: Any = None) -> Response:
-    return Response(dumps(body), status=status, mimetype=JSON, headers=headers)
+    return Response(encode(body), status=status, mimetype=JSON, headers=headers)
 
 
 def json_error(status: int, error: str, headers: Any = None, **extra: Any) -> Response:
@@ -68,7 +68,8 @@ class EventStream:
         except StopIteration:
             self._done = True
             raise
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # A stream's generator must not stop the server either (see _invoke).
             self._done = True
             self._context.run(logger.exception, "Error while streaming the response")
             return sse_event(

@@ -41,6 +41,19 @@ def dumps(obj: Any) -> str:
             return json.dumps({"error": "Serialization failed", "type": type(obj).__name__})
 
 
+def encode(obj: Any) -> bytes:
+    """``obj`` as UTF-8 JSON bytes, never failing.
+
+    Text that UTF-8 cannot carry (a lone surrogate decoded from a ``\\ud800``
+    escape) is written escaped, as JSON allows.
+    """
+    text = dumps(obj)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(json.loads(text), ensure_ascii=True).encode("ascii")
+
+
 def to_jsonable(obj: Any) -> Any:
     """``obj`` as plain JSON data (dicts, lists, strings, numbers), for result records."""
     return json.loads(dumps(obj))
@@ -48,4 +61,4 @@ def to_jsonable(obj: Any) -> Any:
 
 def sse_event(obj: Any) -> bytes:
     """One Server-Sent Event carrying ``obj`` as JSON."""
-    return b"data: " + dumps(obj).encode("utf-8") + b"\n\n"
+    return b"data: " + encode(obj) + b"\n\n"

@@ -12,6 +12,8 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
+from .serialization import encode
+
 if TYPE_CHECKING:
     from .runtime import AgentCore
 
@@ -55,7 +57,11 @@ def _runtimes(app: Any) -> list[AgentCore]:
 
 
 def gunicorn_post_worker_init(worker: Any) -> None:
-    """gunicorn hook: bound invocations by the worker's threads; count all workers' tasks."""
+    """gunicorn hook: bound invocations by the worker's threads; count all workers' tasks;
+    answer gunicorn's own refusals of malformed HTTP in JSON."""
+    import gunicorn.util
+
+    gunicorn.util.write_error = _write_gunicorn_error
     for runtime in _runtimes(worker.wsgi):
         adopt_thread_count(runtime, int(worker.cfg.threads))
         runtime.join_workers(f"gunicorn-{worker.ppid}")
@@ -67,6 +73,45 @@ def gunicorn_worker_exit(server: Any, worker: Any) -> None:
         runtime.shutdown()
 
 
+def _write_gunicorn_error(sock: Any, status: int, reason: str, message: str) -> None:
+    # gunicorn writes its refusals (bad request line, oversized headers...) as
+    # HTML through this one function, before any WSGI code runs; every answer
+    # of an agent is JSON, so this worker writes them as JSON instead.
+    import gunicorn.util
+
+    body = encode({"error": reason, "details": message})
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def _json_error_channel(body_limit: int) -> type:
+    """A waitress channel whose own refusals (malformed HTTP, body too large) are JSON,
+    the body limit's in the same words as the runtime's."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JSONErrorTask(ErrorTask):  # type: ignore[misc]
+        def execute(self) -> None:
+            error = self.request.error
+            if error.code == 413:
+                body = encode({"error": "Request body too large", "limit": body_limit})
+            else:
+                body = encode({"error": error.reason, "details": error.body})
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JSONErrorChannel(HTTPChannel):  # type: ignore[misc]
+        error_task_class = JSONErrorTask
+
+    return JSONErrorChannel
+
+
 def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **options: Any) -> None:
     """Serve ``runtime`` on waitress until SIGTERM or Ctrl-C, then shut it down gracefully."""
     import waitress
@@ -74,6 +119,10 @@ def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **optio
     threads = int(options.pop("threads", DEFAULT_THREADS))
     adopt_thread_count(runtime, threads)
     options.setdefault("ident", "agentcore_sync")
+    # waitress reads a whole body before the application sees it: the limit is
+    # applied there, so that an oversized body is refused before it is read.
+    # (waitress refuses a body of its limit or more, the runtime one over its limit.)
+    options.setdefault("max_request_body_size", runtime.max_body_size + 1)
     server = waitress.create_server(
         runtime.wsgi_app_for_serving(),
         host=host or default_host(),
@@ -81,6 +130,7 @@ def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **optio
         threads=threads,
         **options,
     )
+    server.channel_class = _json_error_channel(runtime.max_body_size)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise SystemExit(0)
