@@ -140,7 +140,8 @@ class WorkerBoard:
         for job in jobs:
             job["worker"] = self.pid
         temporary = f"{self._jobs_path}.tmp"
-        with open(temporary, "w", encoding="utf-8") as out:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as out:
             json.dump(jobs, out)
         os.replace(temporary, self._jobs_path)
 
