@@ -7,6 +7,7 @@ until ``/ping`` answers, and is stopped (SIGTERM, then SIGKILL) afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,13 +15,31 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 STARTUP_TIMEOUT = 20.0
+
+
+@dataclass
+class Reply:
+    """An HTTP answer as the tests read it."""
+
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def free_port() -> int:

@@ -83,18 +83,7 @@ def hardening_server(
     raise ValueError(f"unknown server kind {kind!r}")
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+Answer = servers.Reply  # the shared answer type of the tests
 
 
 class Client:

@@ -18,13 +18,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
 import requests
+from servers import Reply
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp, PingStatus, RequestContext
@@ -41,23 +41,6 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 # -- targets -------------------------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip()
-
-    def events(self) -> list[Any]:
-        return parse_sse(self.body)
-
-
 def parse_sse(body: bytes) -> list[Any]:
     """The JSON payloads of an SSE body made of ``data: <json>\\n\\n`` events."""
     assert body.endswith(b"\n\n"), body[-200:]
@@ -68,19 +51,13 @@ def parse_sse(body: bytes) -> list[Any]:
     return events
 
 
-class FlaskTarget:
-    """Requests through Flask's test client (in-process)."""
-
-    def __init__(self, app: flask.Flask) -> None:
-        self.client = app.test_client()
+class _Calls:
+    """The two calls of the contract, over whatever ``request`` a target has."""
 
     def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> Reply:
-        response = self.client.open(path, method=method, data=body, headers=headers or {})
-        return Reply(
-            response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.data
-        )
+        raise NotImplementedError
 
     def invoke(self, payload: Any, headers: dict[str, str] | None = None) -> Reply:
         return self.request(
@@ -94,7 +71,22 @@ class FlaskTarget:
         return self.request("GET", "/ping")
 
 
-class HTTPTarget:
+class FlaskTarget(_Calls):
+    """Requests through Flask's test client (in-process)."""
+
+    def __init__(self, app: flask.Flask) -> None:
+        self.client = app.test_client()
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Reply:
+        response = self.client.open(path, method=method, data=body, headers=headers or {})
+        return Reply(
+            response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.data
+        )
+
+
+class HTTPTarget(_Calls):
     """Requests to a real server over a keep-alive connection."""
 
     def __init__(self, url: str) -> None:
@@ -112,17 +104,6 @@ class HTTPTarget:
             {k.lower(): v for k, v in response.headers.items()},
             response.content,
         )
-
-    def invoke(self, payload: Any, headers: dict[str, str] | None = None) -> Reply:
-        return self.request(
-            "POST",
-            "/invocations",
-            json.dumps(payload).encode(),
-            {**JSON_HEADERS, **(headers or {})},
-        )
-
-    def ping(self) -> Reply:
-        return self.request("GET", "/ping")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:

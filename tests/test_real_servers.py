@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import requests
 import servers
-from test_http_contract import CASES, HTTPTarget, Reply, wait_healthy, wait_until
+from servers import Reply
+from test_http_contract import CASES, HTTPTarget, wait_healthy, wait_until
 
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 REQUEST_ID = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
