@@ -41,6 +41,19 @@ class Reply:
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
+    def events(self) -> list[Any]:
+        return parse_sse(self.body)
+
+
+def parse_sse(body: bytes) -> list[Any]:
+    """The JSON payloads of an SSE body made of ``data: <json>\\n\\n`` events."""
+    assert body.endswith(b"\n\n"), body[-200:]
+    events = []
+    for chunk in body[:-2].split(b"\n\n"):
+        assert chunk.startswith(b"data: "), chunk
+        events.append(json.loads(chunk[len(b"data: ") :]))
+    return events
+
 
 def free_port() -> int:
     with socket.socket() as sock:

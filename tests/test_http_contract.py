@@ -24,7 +24,7 @@ from typing import Any
 import flask
 import pytest
 import requests
-from servers import Reply
+from servers import Reply, parse_sse
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp, PingStatus, RequestContext
@@ -39,16 +39,6 @@ REQUEST_ID = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 # -- targets -------------------------------------------------------------------
-
-
-def parse_sse(body: bytes) -> list[Any]:
-    """The JSON payloads of an SSE body made of ``data: <json>\\n\\n`` events."""
-    assert body.endswith(b"\n\n"), body[-200:]
-    events = []
-    for chunk in body[:-2].split(b"\n\n"):
-        assert chunk.startswith(b"data: "), chunk
-        events.append(json.loads(chunk[len(b"data: ") :]))
-    return events
 
 
 class _Calls:
