@@ -372,7 +372,3 @@ class BackgroundExecutor:
                 grace,
             )
         return len(left)
-
-    @property
-    def pending(self) -> int:
-        return len(self._records)

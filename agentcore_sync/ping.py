@@ -58,32 +58,28 @@ class PingTracker:
         self._local = threading.local()
         self._warned_recursion = False
 
-    @property
-    def changed_at(self) -> float:
-        return self._changed_at
-
     def current(self, cause: str | None = None) -> PingStatus:
         """The status now; a change from the last one is recorded and logged."""
-        if self.forced is None and self.custom is None:
-            # Decided and recorded under one lock: two threads (a task starting,
-            # another ending) cannot record their decisions in the wrong order.
-            with self._lock:
-                status, reason = self._automatic()
-                previous = self._status
-                if status is not previous:
-                    self._status = status
-                    self._changed_at = changed_at = time.time()
-                board = self.board
-                if board is not None:
-                    self._changed_at = board.settle_status(
-                        status is PingStatus.HEALTHY_BUSY, self._changed_at
-                    )
-            if status is not previous and logger.isEnabledFor(logging.INFO):
-                _change_log.write(previous, status, cause or reason, changed_at)
-            return status
-        status, reason = self._decide()
-        if status is not self._status:
-            self._record(status, cause or reason)
+        automatic = self.forced is None and self.custom is None
+        # A custom function may take up to custom_timeout: decided outside the lock.
+        decided = None if automatic else self._decide()
+        with self._lock:
+            # The automatic status is decided under the lock, so that two threads (a
+            # task starting, another ending) cannot record their decisions in the
+            # wrong order.
+            status, reason = decided or self._automatic()
+            previous = self._status
+            if status is not previous:
+                self._status = status
+                self._changed_at = time.time()
+            changed_at = self._changed_at
+            board = self.board
+            if automatic and board is not None:
+                self._changed_at = board.settle_status(
+                    status is PingStatus.HEALTHY_BUSY, changed_at
+                )
+        if status is not previous and logger.isEnabledFor(logging.INFO):
+            _change_log.write(previous, status, cause or reason, changed_at)
         return status
 
     def snapshot(self) -> tuple[PingStatus, float]:
@@ -143,16 +139,6 @@ class PingTracker:
                 exc,
             )
         return self._automatic()
-
-    def _record(self, status: PingStatus, cause: str) -> None:
-        with self._lock:
-            if status is self._status:
-                return
-            previous = self._status
-            self._status = status
-            self._changed_at = changed_at = time.time()
-        if logger.isEnabledFor(logging.INFO):
-            _change_log.write(previous, status, cause, changed_at)
 
 
 class _ChangeLog:

@@ -59,7 +59,3 @@ class ThreadPool:
                 logger.exception("A background work item raised")
             with self._lock:
                 self._idle += 1
-
-    @property
-    def thread_count(self) -> int:
-        return len(self._threads)

@@ -132,17 +132,11 @@ class TaskRegistry:
             self._on_busy_change(f"task {entry.name!r} finished")
         return entry
 
-    def get(self, task_id: int) -> TaskEntry | None:
-        return self._tasks.get(task_id)
-
     def __len__(self) -> int:
         return len(self._tasks)
 
     def __bool__(self) -> bool:
         return bool(self._tasks)
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._tasks
 
     def jobs(self) -> list[dict[str, Any]]:
         """Descriptions of the active tasks, oldest first."""
