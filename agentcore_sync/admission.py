@@ -10,7 +10,10 @@ automatic status is ``HealthyBusy``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+
+from .busy import BusyFlag
 
 
 class InvocationLimiter:
@@ -18,17 +21,20 @@ class InvocationLimiter:
 
     retry_after = 1
 
-    def __init__(
-        self, limit: int | None = None, on_saturation_change: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         if limit is not None and limit < 1:
             raise ValueError(f"max_concurrent_invocations must be at least 1, got {limit}")
         self.limit = limit
-        self._on_saturation_change = on_saturation_change
-        # _lock guards _in_flight. Invariant: 0 <= _in_flight, and
-        # _in_flight <= limit whenever limit is set.
+        # _lock guards _in_flight. Invariants: 0 <= _in_flight, and
+        # _in_flight <= limit whenever limit is set; busy.busy is whether
+        # _in_flight == limit.
         self._lock = threading.Lock()
         self._in_flight = 0
+        #: Called with whether saturated, under the lock, on every change (multi-worker boards).
+        self.publish: Callable[[bool], None] | None = None
+        self.busy = BusyFlag(
+            self._lock, "invocations saturated", "invocation slot freed", "invocations saturated"
+        )
 
     @property
     def in_flight(self) -> int:
@@ -36,8 +42,7 @@ class InvocationLimiter:
 
     @property
     def saturated(self) -> bool:
-        limit = self.limit
-        return limit is not None and self._in_flight >= limit
+        return self.busy.busy
 
     def try_acquire(self) -> bool:
         with self._lock:
@@ -45,14 +50,17 @@ class InvocationLimiter:
             if limit is not None and self._in_flight >= limit:
                 return False
             self._in_flight += 1
-            now_saturated = self._in_flight == limit
-        if now_saturated and self._on_saturation_change is not None:
-            self._on_saturation_change("invocations saturated")
+            if self._in_flight == limit:
+                self._flip(True)
         return True
 
     def release(self) -> None:
         with self._lock:
-            was_saturated = self.limit is not None and self._in_flight >= self.limit
             self._in_flight -= 1
-        if was_saturated and self._on_saturation_change is not None:
-            self._on_saturation_change("invocation slot freed")
+            if self.busy.busy:
+                self._flip(False)
+
+    def _flip(self, saturated: bool) -> None:
+        self.busy.flip(saturated, time.time())
+        if self.publish is not None:
+            self.publish(saturated)

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from .invocation import invoke
 from .models import PingStatus
-from .responses import JSON, http_exception_response, json_error
+from .responses import JSON, as_response, http_exception_response, json_error
 
 if TYPE_CHECKING:
     from .runtime import AgentCore
@@ -42,7 +42,7 @@ def make_blueprint(runtime: AgentCore, name: str = "agentcore") -> Blueprint:
             return _method_not_allowed("POST")
         # A copy, so that ids set for this request do not leak into the next
         # request served by the same thread.
-        return contextvars.copy_context().run(invoke, runtime)
+        return as_response(contextvars.copy_context().run(invoke, runtime))
 
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -69,4 +69,4 @@ def ping_response(runtime: AgentCore) -> Response:
 
 
 def _method_not_allowed(allowed: str) -> Response:
-    return json_error(405, "Method not allowed", headers={"Allow": allowed})
+    return json_error(405, "Method not allowed", headers=(("Allow", allowed),)).to_response()

@@ -169,6 +169,11 @@ class WorkerBoard:
             saturated = saturated or bool(full)
         return active, saturated
 
+    def others_busy(self) -> bool:
+        """Whether another live worker has active tasks or is saturated."""
+        pid = self.pid
+        return any(count or full for other, count, full in self._live_slots() if other != pid)
+
     def settle_status(self, busy: bool, observed_at: float) -> float:
         """When the server's status last changed, agreeing on it with the other workers.
 

@@ -7,14 +7,17 @@ user registered would run on them, the same views are served with less:
 - ``/ping`` without a Flask context at all (no user code runs on it, unless a
   custom ``@ping`` function is set, which takes the full path);
 - ``/invocations`` inside a real request context (``flask.request``, ``g``,
-  ``current_app`` and ``request.endpoint`` work in handlers), skipping only
-  what is empty: hooks, signal sends and session handling.
+  ``session``, ``current_app``, ``request.endpoint`` and ``url_for`` work in
+  handlers), skipping only what is empty: URL matching (the rule is known),
+  hooks, signal sends, and response processing unless the handler left
+  something for it (``after_this_request``, a session to save).
 
 Anything registered — ``before_request``/``after_request``/``teardown``
 functions for the app or the runtime's blueprint, URL processors, receivers
 of ``request_started``/``request_finished``, another rule on the same path, a
-``SERVER_NAME`` — sends requests down Flask's full path, unchanged. WSGI
-middleware wraps ``wsgi_app`` and so runs either way.
+``SERVER_NAME`` or ``TRUSTED_HOSTS``, an override of Flask's dispatch methods
+— sends requests down Flask's full path, unchanged. WSGI middleware wraps
+``wsgi_app`` and so runs either way.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from flask import request_finished, request_started
+from flask import Flask, request_finished, request_started
+from flask.ctx import RequestContext
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
 
 from .blueprint import ping_body
-from .invocation import invoke
+from .invocation import Answer, invoke
+from .responses import as_response
 
 if TYPE_CHECKING:
+    from flask.sessions import SessionMixin
+    from flask.wrappers import Request
+
     from .app import BedrockAgentCoreApp
 
 logger = logging.getLogger("agentcore_sync.fastpath")
@@ -42,6 +52,20 @@ _HOOK_REGISTRIES = (
     "url_value_preprocessors",
     "url_default_functions",
 )
+# The methods of Flask's dispatch that the fast path stands in for: a
+# subclass that overrides one expects it to run on every request.
+_DISPATCH_METHODS = (
+    "request_context",
+    "create_url_adapter",
+    "preprocess_request",
+    "dispatch_request",
+    "full_dispatch_request",
+    "make_response",
+    "process_response",
+    "finalize_request",
+)
+# Set by Flask's test client inside ``with client:``, to keep the context.
+_PRESERVE_CONTEXT = "werkzeug.debug.preserve_context"
 
 
 class FastPath:
@@ -54,6 +78,7 @@ class FastPath:
         # None until the app's setup is frozen by its first request (as in Flask,
         # hooks cannot be added after that); then whether nothing is registered.
         self._setup_allows: bool | None = None
+        self._invocations_rule: Rule | None = None
 
     def serve(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes] | None:
         """The response, or None when this request must take Flask's full path."""
@@ -71,14 +96,33 @@ class FastPath:
             allowed = self._freeze_setup()
         if not allowed:
             return None
+        config = self._app.config
+        # What Flask's URL matching would refuse (an untrusted host, a WebSocket
+        # upgrade on an HTTP rule) or do differently (SERVER_NAME), read per
+        # request as Flask reads it.
+        if (
+            "HTTP_UPGRADE" in environ
+            or _PRESERVE_CONTEXT in environ
+            or config["SERVER_NAME"]
+            or config.get("TRUSTED_HOSTS") is not None
+        ):
+            return None
         if path == "/ping":
             body = ping_body(self._app)
             start_response("200 OK", [*_PING_HEADERS, ("Content-Length", str(len(body)))])
             return [body]
-        with self._app.request_context(environ):
-            # A copy, as in the view: ids set for this request stay with it.
-            response = contextvars.copy_context().run(invoke, self._app)
-            return response(environ, start_response)
+        with _InvocationContext(self._app, environ, rule=self._invocations_rule) as ctx:
+            return self._dispatch(ctx)(environ, start_response)
+
+    def _dispatch(self, ctx: _InvocationContext) -> Answer:
+        """Flask's ``full_dispatch_request`` for the invocations view, less what is empty."""
+        app = self._app
+        # A copy, as in the view: ids set for this request stay with it.
+        answer = contextvars.copy_context().run(invoke, app)
+        if ctx._after_request_functions or not app.session_interface.is_null_session(ctx._session):
+            # The handler left work for after the view: Flask's own finalizing.
+            return app.finalize_request(as_response(answer))
+        return answer
 
     def _freeze_setup(self) -> bool:
         app = self._app
@@ -90,15 +134,81 @@ class FastPath:
         )
         paths = ("/ping", "/invocations")
         rules = [rule for rule in app.url_map.iter_rules() if rule.rule in paths]
+        self._invocations_rule = _matched_rule(app, "/invocations", "POST")
         allowed = (
             not hooks
             and len(rules) == 2
             and app.view_functions.get(f"{app.blueprint.name}.ping") is self._ping_view
             and app.view_functions.get(f"{app.blueprint.name}.invocations")
             is self._invocations_view
-            and not app.config.get("SERVER_NAME")
+            and self._invocations_rule is not None
+            and self._invocations_rule.endpoint == f"{app.blueprint.name}.invocations"
             and not app.url_map.host_matching
+            and not app.subdomain_matching
+            and all(getattr(type(app), name) is getattr(Flask, name) for name in _DISPATCH_METHODS)
         )
         logger.debug("Fast path for /ping and /invocations: %s", "on" if allowed else "off")
         self._setup_allows = allowed
         return allowed
+
+
+def _matched_rule(app: Flask, path: str, method: str) -> Rule | None:
+    """The rule Flask's matching gives ``path``, or None when it gives none.
+
+    Without host or subdomain matching the answer depends on nothing else of
+    the request, so one match stands for every request on ``path``.
+    """
+    adapter = app.url_map.bind("localhost", subdomain=app.url_map.default_subdomain or "")
+    try:
+        rule, args = adapter.match(path, method, return_rule=True)
+    except HTTPException:
+        return None
+    return rule if not args else None
+
+
+class _InvocationContext(RequestContext):
+    """Flask's request context with its URL rule already known.
+
+    Binding a URL adapter to the request and matching it is the largest part
+    of building a request context. Here ``request.url_rule`` and
+    ``view_args`` are set as matching would set them, and the adapter is
+    built only when something asks for it (``url_for``). Takes the arguments
+    of ``RequestContext``, so that ``copy()`` works as in Flask.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        environ: dict[str, Any],
+        request: Request | None = None,
+        session: SessionMixin | None = None,
+        rule: Rule | None = None,
+    ) -> None:
+        if request is None:
+            request = app.request_class(environ)
+            request.json_module = app.json
+            request.url_rule = rule
+            request.view_args = {}
+        # RequestContext.__init__, less the adapter.
+        self.app = app
+        self.request = request
+        self.flashes = None
+        self._session = session
+        self._after_request_functions = []
+        self._cv_tokens = []
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for attributes not set: the adapter, on first use.
+        if name != "url_adapter":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        adapter = self.url_adapter = self.app.create_url_adapter(self.request)
+        return adapter
+
+    def push(self) -> None:
+        # Flask's push matches the URL when the context has an adapter; the
+        # rule being known, the adapter is hidden for the push.
+        self.url_adapter = None
+        try:
+            super().push()
+        finally:
+            del self.url_adapter

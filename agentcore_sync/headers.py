@@ -9,7 +9,6 @@ the workload identity token.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,26 +76,38 @@ def is_forwarded(name: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=1024)
 def _forwarded_name(environ_key: str) -> str | None:
-    """The name agent code sees the header of WSGI key ``HTTP_*`` under, or None.
+    """The name agent code sees the WSGI value ``environ_key`` under, or None.
 
-    Named as werkzeug names environ headers (``X-Custom-Header``), with
-    ``Authorization`` under its canonical name. Cached: a server sees the same
-    few header names again and again.
+    None for what is no header (``wsgi.input``, ``PATH_INFO``...) and for a
+    withheld header. Named as werkzeug names environ headers
+    (``X-Custom-Header``), with ``Authorization`` under its canonical name.
     """
+    if not environ_key.startswith("HTTP_"):
+        return None
     name = environ_key[5:].replace("_", "-").title()
     if name.lower() == _AUTHORIZATION:
         return AUTHORIZATION_HEADER
     return name if is_forwarded(name) else None
 
 
+# _forwarded_name's answers by environ key: a server sees the same few keys
+# again and again. Bounded, since header names are the client's to choose.
+_NAMES: dict[str, str | None] = {}
+_MAX_NAMES = 1024
+
+
 def forwarded_headers(environ: Mapping[str, Any]) -> dict[str, str]:
     """The headers of a WSGI request that agent code sees."""
     kept: dict[str, str] = {}
+    names = _NAMES
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
+        try:
+            name = names[key]
+        except KeyError:
             name = _forwarded_name(key)
-            if name is not None:
-                kept[name] = value
+            if len(names) < _MAX_NAMES:
+                names[key] = name
+        if name is not None:
+            kept[name] = value
     return kept

@@ -25,10 +25,11 @@ from .context import InvalidHeader, RequestContext, enter_request
 from .models import DEBUG_ACTION_KEY, PingStatus
 from .responses import (
     EventStream,
+    JSONReply,
     event_stream_response,
     http_exception_response,
     json_error,
-    json_response,
+    json_reply,
 )
 
 if TYPE_CHECKING:
@@ -38,27 +39,34 @@ logger = logging.getLogger("agentcore_sync.invocations")
 
 _READ_CHUNK = 64 * 1024
 
+#: What an invocation answers: the runtime's own JSON, or a response object
+#: (a handler's own, an SSE stream, an ``HTTPException``'s).
+Answer = Response | JSONReply
+
 
 class BadRequestBody(Exception):
-    """The request body cannot be handed to the handler; carries the response."""
+    """The request body cannot be handed to the handler; carries the answer."""
 
-    def __init__(self, response: Response) -> None:
-        self.response = response
+    def __init__(self, answer: JSONReply) -> None:
+        self.answer = answer
 
 
-def invoke(runtime: AgentCore) -> Response:
+def invoke(runtime: AgentCore) -> Answer:
     """Serve one invocation; runs in a copy of the caller's context."""
+    listeners = runtime.invocation_listeners
+    if not listeners:
+        return _admit(runtime)
     started = time.perf_counter()
-    response = _admit(runtime)
-    for listener in runtime.invocation_listeners:
+    answer = _admit(runtime)
+    for listener in listeners:
         try:
-            listener(response.status_code, time.perf_counter() - started)
+            listener(answer.status_code, time.perf_counter() - started)
         except Exception:
             logger.exception("An invocation listener failed")
-    return response
+    return answer
 
 
-def _admit(runtime: AgentCore) -> Response:
+def _admit(runtime: AgentCore) -> Answer:
     """Admission control around the invocation: a slot, or 503 at once."""
     limiter = runtime._limiter
     if not limiter.try_acquire():
@@ -66,23 +74,24 @@ def _admit(runtime: AgentCore) -> Response:
         return json_error(
             503,
             "Too many concurrent invocations",
-            headers={"Retry-After": str(limiter.retry_after)},
+            headers=(("Retry-After", str(limiter.retry_after)),),
             limit=limiter.limit,
         )
     released = False
     try:
-        response = _invoke(runtime)
-        if isinstance(response.response, EventStream):
+        answer = _invoke(runtime)
+        stream = getattr(answer, "response", None)
+        if isinstance(stream, EventStream):
             # The stream holds its slot until the server closes it.
-            response.response.release_on_close(limiter.release)
+            stream.release_on_close(limiter.release)
             released = True
-        return response
+        return answer
     finally:
         if not released:
             limiter.release()
 
 
-def _invoke(runtime: AgentCore) -> Response:
+def _invoke(runtime: AgentCore) -> Answer:
     started = time.perf_counter()
     try:
         # The request itself, not Flask's proxy: handlers may hand the context to
@@ -94,7 +103,7 @@ def _invoke(runtime: AgentCore) -> Response:
     try:
         payload = read_json_body(context.request, runtime.max_body_size)
     except BadRequestBody as bad:
-        return bad.response
+        return bad.answer
 
     if runtime.debug and isinstance(payload, dict) and DEBUG_ACTION_KEY in payload:
         return debug_action(runtime, payload[DEBUG_ACTION_KEY])
@@ -200,7 +209,7 @@ def _content_length(environ: dict[str, Any]) -> int | None:
     return length if length >= 0 else None
 
 
-def _too_large(limit: int, declared: int | None) -> Response:
+def _too_large(limit: int, declared: int | None) -> JSONReply:
     logger.warning(
         "Refused an invocation: body of %s bytes is over the limit of %d bytes",
         declared if declared is not None else "more than the limit",
@@ -222,30 +231,30 @@ def call_handler(runtime: AgentCore, handler: Any, payload: Any, context: Reques
     return result
 
 
-def make_response(result: Any) -> Response:
+def make_response(result: Any) -> Answer:
     if isinstance(result, WerkzeugResponse):
         return result  # type: ignore[return-value]
     if inspect.isgenerator(result):
         # Async generators arrive here already bridged (LoopThread.iterate).
         return event_stream_response(EventStream(result, contextvars.copy_context()))
-    return json_response(result)
+    return json_reply(result)
 
 
-def debug_action(runtime: AgentCore, action: Any) -> Response:
+def debug_action(runtime: AgentCore, action: Any) -> JSONReply:
     """The official SDK's debug actions, answered only with ``debug=True``."""
     if action == "ping_status":
         status, changed_at = runtime._ping.snapshot()
-        return json_response({"status": status.value, "time_of_last_update": int(changed_at)})
+        return json_reply({"status": status.value, "time_of_last_update": int(changed_at)})
     if action == "job_status":
-        return json_response(runtime.get_async_task_info())
+        return json_reply(runtime.get_async_task_info())
     if action == "force_healthy":
         runtime.force_ping_status(PingStatus.HEALTHY)
-        return json_response({"forced_status": "Healthy"})
+        return json_reply({"forced_status": "Healthy"})
     if action == "force_busy":
         runtime.force_ping_status(PingStatus.HEALTHY_BUSY)
-        return json_response({"forced_status": "HealthyBusy"})
+        return json_reply({"forced_status": "HealthyBusy"})
     if action == "clear_forced_status":
         runtime.clear_forced_ping_status()
-        return json_response({"forced_status": "Cleared"})
+        return json_reply({"forced_status": "Cleared"})
     logger.warning("Unknown debug action requested: %r", action)
     return json_error(400, f"Unknown action: {action}")

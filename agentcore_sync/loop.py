@@ -3,7 +3,8 @@
 Coroutine handlers and coroutine tasks run here, on one long-lived loop, so
 that work a coroutine schedules with ``asyncio.create_task`` keeps running
 after the coroutine returns, and no request pays for creating a loop. WSGI
-threads hand coroutines over and wait on a ``concurrent.futures.Future``.
+threads hand coroutines over and wait on a ``concurrent.futures.Future``
+(``submit``), or hand background tasks over and go on (``start``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ import contextvars
 import functools
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 logger = logging.getLogger("agentcore_sync.loop")
 
 T = TypeVar("T")
+
+#: Submissions turned into tasks per turn of the loop. The loop runs nothing else
+#: while it creates tasks, so a burst of thousands is taken a slice at a time, with
+#: the tasks just created and other ready callbacks run between slices.
+START_BATCH = 256
+
+#: A submission waiting for the loop: the coroutine, its context, and the future
+#: of submit() (None for start(), which nothing waits on).
+_Start = tuple[Coroutine[Any, Any, Any], contextvars.Context, concurrent.futures.Future[Any] | None]
 
 
 class LoopThread:
@@ -34,10 +45,14 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         # _starts_lock guards _starts and _wakeup_pending. Invariant: while
         # _starts is non-empty, _wakeup_pending is True and a call to
-        # _start_submitted is scheduled on the loop.
+        # _start_submitted is scheduled on the loop (or running).
         self._starts_lock = threading.Lock()
-        self._starts: list[tuple[Any, contextvars.Context, concurrent.futures.Future[Any]]] = []
+        self._starts: deque[_Start] = deque()
         self._wakeup_pending = False
+        # The tasks of start() until they end: the loop itself only keeps weak
+        # references to its tasks. Used on the loop thread only.
+        self._detached: set[asyncio.Task[Any]] = set()
+        self._forget_detached = self._detached.discard  # one bound method for all tasks
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -77,9 +92,27 @@ class LoopThread:
         The task runs in a copy of ``context`` (the caller's by default), so
         request ids and other context variables follow the coroutine.
         """
-        loop = self.loop
         ctx = (context or contextvars.copy_context()).copy()
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._enqueue(coro, ctx, future)
+        return future
+
+    def start(self, coro: Coroutine[Any, Any, None], context: contextvars.Context) -> None:
+        """Schedule ``coro`` as a task on the loop, in ``context`` itself, and forget it.
+
+        Lighter than submit() (no future, no callbacks: background tasks start by
+        the thousand), for a coroutine that records its own outcome: it must not
+        raise, except CancelledError.
+        """
+        self._enqueue(coro, context, None)
+
+    def _enqueue(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        ctx: contextvars.Context,
+        future: concurrent.futures.Future[Any] | None,
+    ) -> None:
+        loop = self.loop
         with self._starts_lock:
             self._starts.append((coro, ctx, future))
             wake = not self._wakeup_pending
@@ -88,21 +121,29 @@ class LoopThread:
             # Waking the loop is a write to its self-pipe and a thread switch:
             # one per batch of submissions, not one per coroutine.
             loop.call_soon_threadsafe(self._start_submitted)
-        return future
 
     def _start_submitted(self) -> None:
-        """On the loop: create the tasks of every submission waiting so far."""
+        """On the loop: create the tasks of up to START_BATCH waiting submissions."""
         loop = asyncio.get_running_loop()
         with self._starts_lock:
-            starts, self._starts = self._starts, []
-            self._wakeup_pending = False
+            starts = [self._starts.popleft() for _ in range(min(START_BATCH, len(self._starts)))]
+            more = bool(self._starts)
+            self._wakeup_pending = more
         for coro, ctx, future in starts:
-            if future.cancelled():
+            if future is None:
+                task = loop.create_task(coro, context=ctx)
+                self._detached.add(task)
+                task.add_done_callback(self._forget_detached, context=ctx)
+            elif future.cancelled():
                 coro.close()
-                continue
-            task = loop.create_task(_contained(coro), context=ctx)
-            task.add_done_callback(functools.partial(_copy_outcome, future=future))
-            future.add_done_callback(functools.partial(_cancel_task, loop=loop, task=task))
+            else:
+                task = loop.create_task(_contained(coro), context=ctx)
+                task.add_done_callback(functools.partial(_copy_outcome, future=future))
+                future.add_done_callback(functools.partial(_cancel_task, loop=loop, task=task))
+        if more:
+            # Queued behind the first steps of the tasks just created: they, and
+            # whatever else is ready, run before the next slice.
+            loop.call_soon(self._start_submitted)
 
     def run(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> T:
         """Run ``coro`` on the loop and wait for its result in this thread."""
@@ -159,11 +200,20 @@ class ContainedExit(Exception):
     """
 
 
+def contain(exc: BaseException) -> BaseException:
+    """``exc``, or a ContainedExit in its place if it would stop the loop."""
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        contained = ContainedExit(f"{type(exc).__name__}: {exc}")
+        contained.__cause__ = exc
+        return contained
+    return exc
+
+
 async def _contained(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await coro
     except (SystemExit, KeyboardInterrupt) as exc:
-        raise ContainedExit(f"{type(exc).__name__}: {exc}") from exc
+        raise contain(exc) from exc
 
 
 async def _next_item(agen: AsyncIterator[T]) -> T:

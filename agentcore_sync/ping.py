@@ -2,24 +2,29 @@
 
 Priority: a forced status, then the custom ``@ping`` function, then the
 automatic status (``HealthyBusy`` while tasks are active or invocations are
-saturated). A custom function that fails, returns junk, or asks for the
-status itself falls back to automatic, so ``/ping`` always has an answer.
+saturated, here or, under gunicorn ``-w N``, on another worker). A custom
+function that fails, returns junk, or asks for the status itself falls back
+to automatic, so ``/ping`` always has an answer.
+
+The automatic status follows busy flags (:mod:`.busy`) that record their flips
+cheaply; the tracker takes them in order whenever it is asked, and from its
+log thread soon after they happen, so that every change is recorded with its
+time and cause, and logged.
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import contextlib
 import contextvars
 import logging
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .busy import BusyFlag, Flip
 from .models import PingStatus
 from .pool import ThreadPool
 
@@ -28,15 +33,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("agentcore_sync.ping")
 
-#: Returns the automatic status and the reason for it.
-Automatic = Callable[[], tuple[PingStatus, str]]
+_HEALTHY = PingStatus.HEALTHY
+_BUSY = PingStatus.HEALTHY_BUSY
+
+#: A status, and why it is the status.
+Decision = tuple[PingStatus, str]
+#: One change: previous status, new status, cause, wall-clock time, context of its thread.
+Change = tuple[PingStatus, PingStatus, str, float, contextvars.Context]
+#: Changes waiting to be logged: how many, the first and the last of them.
+Run = tuple[int, Change, Change]
 
 
 class PingTracker:
     """Computes the ping status and keeps ``time_of_last_update`` truthful."""
 
-    def __init__(self, automatic: Automatic, custom_timeout: float = 0.5) -> None:
-        self._automatic = automatic
+    def __init__(self, flags: Sequence[BusyFlag], custom_timeout: float = 0.5) -> None:
+        self._flags = tuple(flags)
+        for flag in self._flags:
+            flag.on_flip = self._flipped
         self.forced: PingStatus | None = None
         self.custom: Callable[[], PingStatus | str] | None = None
         #: Seconds a custom function may take before the automatic status is used.
@@ -48,38 +62,25 @@ class PingTracker:
         #: Shared with the other workers of a gunicorn server, once joined.
         self.board: WorkerBoard | None = None
         self._hung: concurrent.futures.Future[Any] | None = None
-        # _lock guards _status and _changed_at. Invariant: _changed_at is the
-        # wall-clock time at which the status last became _status.
+        # _lock guards _status, _changed_at, _seen and _unlogged. Invariants:
+        # _changed_at is the wall-clock time at which the status last became
+        # _status; _seen[i] is whether _flags[i] was busy as of its last flip
+        # taken; _unlogged holds the changes not yet handed to the log, in order.
         self._lock = threading.Lock()
-        self._status = PingStatus.HEALTHY
+        self._status = _HEALTHY
         self._changed_at = time.time()
+        self._seen = [flag.busy for flag in self._flags]
+        self._unlogged: list[Run] = []
         # Set while this thread runs the custom function: a custom function that
         # asks for the status gets the automatic one instead of recursing.
         self._local = threading.local()
         self._warned_recursion = False
 
     def current(self, cause: str | None = None) -> PingStatus:
-        """The status now; a change from the last one is recorded and logged."""
-        automatic = self.forced is None and self.custom is None
-        # A custom function may take up to custom_timeout: decided outside the lock.
-        decided = None if automatic else self._decide()
-        with self._lock:
-            # The automatic status is decided under the lock, so that two threads (a
-            # task starting, another ending) cannot record their decisions in the
-            # wrong order.
-            status, reason = decided or self._automatic()
-            previous = self._status
-            if status is not previous:
-                self._status = status
-                self._changed_at = time.time()
-            changed_at = self._changed_at
-            board = self.board
-            if automatic and board is not None:
-                self._changed_at = board.settle_status(
-                    status is PingStatus.HEALTHY_BUSY, changed_at
-                )
-        if status is not previous and logger.isEnabledFor(logging.INFO):
-            _change_log.write(previous, status, cause or reason, changed_at)
+        """The status now; a change is recorded at once and logged soon after."""
+        status = self._settle(self._override(ask_custom=True), cause)
+        if self._unlogged:
+            _change_log.schedule(self)
         return status
 
     def snapshot(self) -> tuple[PingStatus, float]:
@@ -87,13 +88,43 @@ class PingTracker:
         status = self.current()
         return status, self._changed_at
 
-    def _decide(self) -> tuple[PingStatus, str]:
+    # -- deciding -----------------------------------------------------------
+
+    def _settle(self, override: Decision | None, cause: str | None = None) -> PingStatus:
+        """Take the flags' flips, then decide the status now; changes are recorded."""
+        board = self.board
+        others_busy = board is not None and board.others_busy()
+        with self._lock:
+            self._take_flips(override, others_busy)
+            status, reason = override or self._automatic(others_busy)
+            if status is not self._status:
+                self._record(status, cause or reason, time.time(), contextvars.copy_context())
+            if board is not None and override is None:
+                self._changed_at = board.settle_status(status is _BUSY, self._changed_at)
+        return status
+
+    def _automatic(self, others_busy: bool) -> Decision:
+        for flag, busy in zip(self._flags, self._seen, strict=True):
+            if busy:
+                return _BUSY, flag.while_busy
+        if others_busy:
+            return _BUSY, "busy on another worker"
+        return _HEALTHY, "nothing active"
+
+    def _override(self, ask_custom: bool) -> Decision | None:
+        """The forced status or the custom function's; None for the automatic one.
+
+        Without ``ask_custom`` (the log thread), a custom function is taken to
+        still answer what it last did: only a ping asks it again.
+        """
         forced = self.forced
         if forced is not None:
             return forced, "forced"
         custom = self.custom
         if custom is None:
-            return self._automatic()
+            return None
+        if not ask_custom:
+            return self._status, "custom ping function"
         if getattr(self._local, "in_custom", False):
             if not self._warned_recursion:
                 self._warned_recursion = True
@@ -101,13 +132,13 @@ class PingTracker:
                     "Custom ping function called get_current_ping_status(); "
                     "it gets the automatic status instead of recursing"
                 )
-            return self._automatic()
+            return None
         return self._call_custom(custom)
 
-    def _call_custom(self, custom: Callable[[], PingStatus | str]) -> tuple[PingStatus, str]:
+    def _call_custom(self, custom: Callable[[], PingStatus | str]) -> Decision | None:
         hung = self._hung
         if hung is not None and not hung.done():
-            return self._automatic()
+            return None
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def run() -> None:
@@ -138,99 +169,202 @@ class PingTracker:
                 type(exc).__name__,
                 exc,
             )
-        return self._automatic()
+        return None
+
+    # -- recording changes (under _lock) ------------------------------------
+
+    def _take_flips(self, override: Decision | None, others_busy: bool) -> None:
+        """Replay the flips since the last look, in order, recording each change they made."""
+        taken = []
+        for index, flag in enumerate(self._flags):
+            if flag.flipped:
+                flips, count = flag.take()
+                if flips:
+                    taken.append((index, flag, flips, count))
+        if not taken:
+            return
+        seen = self._seen
+        if len(taken) == 1 and self._follows(taken[0][0], override, others_busy):
+            # The common case, one flag flipping while nothing else holds the
+            # status: every flip changed it. O(1), however many tasks of
+            # microseconds came and went since the last look.
+            index, flag, flips, count = taken[0]
+            seen[index] = flips[-1][0]
+            self._record_flips(flag, flips[0], flips[-1], count)
+            return
+        events = sorted(
+            ((flip, index, flag) for index, flag, flips, _ in taken for flip in flips),
+            key=lambda event: event[0][1],
+        )
+        # Flips past BusyFlag.KEPT were not kept; they happened just before their
+        # flag's last flip, and changed the status if it followed that flag then.
+        unkept = {index: (count - len(flips), flips[-1]) for index, _, flips, count in taken}
+        for flip, index, flag in events:
+            skipped, last = unkept[index]
+            following = flip is last and self._follows(index, override, others_busy)
+            seen[index] = flip[0]
+            status = override[0] if override else self._automatic(others_busy)[0]
+            if following and skipped:
+                self._record(status, flag.cause(flip), flip[1], flip[3], skipped + 1)
+            elif status is not self._status:
+                self._record(status, flag.cause(flip), flip[1], flip[3])
+
+    def _follows(self, index: int, override: Decision | None, others_busy: bool) -> bool:
+        """Whether flag ``index`` alone decides the status now."""
+        if override is not None or others_busy:
+            return False
+        return not any(busy for i, busy in enumerate(self._seen) if i != index)
+
+    def _record_flips(self, flag: BusyFlag, first: Flip, last: Flip, count: int) -> None:
+        def change(flip: Flip) -> Change:
+            status = _BUSY if flip[0] else _HEALTHY
+            previous = _HEALTHY if flip[0] else _BUSY
+            return previous, status, flag.cause(flip), flip[1], flip[3]
+
+        self._status = _BUSY if last[0] else _HEALTHY
+        self._changed_at = last[1]
+        self._log_later(count, change(first), change(last) if count > 1 else None)
+
+    def _record(
+        self,
+        status: PingStatus,
+        cause: str,
+        at: float,
+        context: contextvars.Context,
+        count: int = 1,
+    ) -> None:
+        """The status became ``status`` at ``at`` (after ``count`` changes, the last this one)."""
+        previous = self._status
+        if previous is status:  # an even number of changes, not kept one by one
+            previous = _HEALTHY if status is _BUSY else _BUSY
+        change = (previous, status, cause, at, context)
+        self._status = status
+        self._changed_at = at
+        self._log_later(count, change, None)
+
+    def _log_later(self, count: int, first: Change, last: Change | None) -> None:
+        unlogged = self._unlogged
+        if len(unlogged) < MAX_UNLOGGED:
+            unlogged.append((count, first, last or first))
+        else:
+            # Bounded even while the log cannot keep up: the oldest run absorbs the rest.
+            merged, head, _ = unlogged[-1]
+            unlogged[-1] = (merged + count, head, last or first)
+
+    # -- logging (on the log thread) ----------------------------------------
+
+    def _flipped(self) -> None:
+        _change_log.schedule(self)
+
+    def _write_changes(self) -> None:
+        """Take the flips, then log every change not yet logged."""
+        self._settle(self._override(ask_custom=False))
+        with self._lock:
+            runs, self._unlogged = self._unlogged, []
+        if not runs or not logger.isEnabledFor(logging.INFO):
+            return
+        total = sum(count for count, _, _ in runs)
+        if total == len(runs) and total <= LINES_PER_WRITE:
+            for _, change, _ in runs:
+                previous, status, cause, at, context = change
+                _log(context, at, "Ping status changed: %s -> %s (%s)", (previous, status, cause))
+            return
+        first, last = runs[0][1], runs[-1][2]
+        _log(
+            last[4],
+            last[3],
+            "Ping status changed %d times in %.3fs, faster than logged one by one "
+            "(first %s -> %s (%s), last %s -> %s (%s)); now %s",
+            (total, last[3] - first[3], *first[:3], *last[:3], last[1]),
+        )
+
+
+def _log(context: contextvars.Context, at: float, message: str, args: tuple[Any, ...]) -> None:
+    args = tuple(arg.value if isinstance(arg, PingStatus) else arg for arg in args)
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None)
+    record.created = at
+    record.msecs = (at - int(at)) * 1000
+    context.run(logger.handle, record)
 
 
 class _ChangeLog:
-    """Writes "ping status changed" lines from a background thread, in order.
+    """The daemon thread that logs the trackers' status changes, shortly after.
 
-    A task that starts and ends changes the status twice; formatting and writing
-    two log lines would cost more than the task bookkeeping itself, on the
-    task's own thread. Here each change is queued with its time and context (for
-    requestId/sessionId) and logged by one daemon thread. Changes that pile up
-    faster than the log is written (tasks of microseconds, back to back) are
-    written as one line that counts them, so the queue stays bounded and every
-    change is accounted for.
+    Logging two lines for a task that starts and ends would cost more than the
+    task bookkeeping itself, on the task's own thread, and a log that blocks
+    (a full pipe) must never block a task or a ping. So trackers schedule
+    themselves here; the thread waits ``COALESCE`` seconds, so that a burst of
+    changes is logged as one line that counts them, then writes.
     """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        # Changes not queued because MAX_QUEUED were waiting; reported with the next line.
-        self._overflow = 0
-        # _lock guards _thread. Invariant: once something was queued, _thread runs.
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._reset()
         os.register_at_fork(after_in_child=self._after_fork)
 
-    def write(self, previous: PingStatus, status: PingStatus, cause: str, at: float) -> None:
-        if self._queue.qsize() >= MAX_QUEUED:
-            self._overflow += 1  # racy by one at worst: a count, not a record
-        else:
-            self._queue.put((previous, status, cause, at, contextvars.copy_context()))
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="agentcore-ping-log", daemon=True
-                    )
-                    self._thread.start()
+    def _reset(self) -> None:
+        # _lock guards _waiting, _writing and _thread. Invariants: a tracker is in
+        # _waiting from schedule() until the thread takes it to write; _writing
+        # counts trackers taken and not yet written; once anything was
+        # scheduled, _thread runs.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._waiting: dict[PingTracker, None] = {}
+        self._writing = 0
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, tracker: PingTracker) -> None:
+        with self._lock:
+            if tracker in self._waiting:
+                return
+            self._waiting[tracker] = None
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="agentcore-ping-log", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < MAX_QUEUED:
-                    batch.append(self._queue.get_nowait())
-            overflow, self._overflow = self._overflow, 0
-            if len(batch) == 1 and not overflow:
-                previous, status, cause, at, context = batch[0]
-                self._log(
-                    context,
-                    at,
-                    "Ping status changed: %s -> %s (%s)",
-                    (previous.value, status.value, cause),
-                )
-                continue
-            first, last = batch[0], batch[-1]
-            self._log(
-                last[4],
-                last[3],
-                "Ping status changed %d times in %.3fs, faster than logged one by one "
-                "(first %s -> %s (%s), last %s -> %s (%s)); now %s",
-                (
-                    len(batch) + overflow,
-                    last[3] - first[3],
-                    first[0].value,
-                    first[1].value,
-                    first[2],
-                    last[0].value,
-                    last[1].value,
-                    last[2],
-                    last[1].value,
-                ),
-            )
-
-    @staticmethod
-    def _log(context: contextvars.Context, at: float, message: str, args: tuple[Any, ...]) -> None:
-        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None)
-        record.created = at
-        record.msecs = (at - int(at)) * 1000
-        context.run(logger.handle, record)
+            with self._lock:
+                while not self._waiting:
+                    self._wake.wait()
+            time.sleep(COALESCE)
+            with self._lock:
+                trackers = list(self._waiting)
+                self._waiting.clear()
+                self._writing = len(trackers)
+            for tracker in trackers:
+                try:
+                    tracker._write_changes()
+                except Exception:
+                    logger.exception("Logging ping status changes failed")
+            with self._lock:
+                self._writing = 0
 
     def flush(self, timeout: float = 2.0) -> None:
-        """Wait until every queued change is written (at exit, and for tests)."""
+        """Wait until every scheduled change is logged (at exit, and for tests)."""
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._waiting and not self._writing:
+                    return
             time.sleep(0.001)
 
     def _after_fork(self) -> None:
-        self._queue = queue.SimpleQueue()
-        self._overflow = 0
-        self._lock = threading.Lock()
-        self._thread = None
+        # The thread did not survive the fork; what the parent had scheduled
+        # is this process's to log now.
+        waiting = list(self._waiting)
+        self._reset()
+        for tracker in waiting:
+            self.schedule(tracker)
 
 
-#: Changes waiting to be logged, at most; more are counted instead.
-MAX_QUEUED = 10_000
+#: Seconds the log thread waits after being woken, gathering changes into one write.
+COALESCE = 0.005
+#: Changes logged one line each in one write, at most; more make one counted line.
+LINES_PER_WRITE = 8
+#: Runs of changes waiting for the log, at most; more are merged into the last.
+MAX_UNLOGGED = 64
 _change_log = _ChangeLog()
 atexit.register(_change_log.flush)

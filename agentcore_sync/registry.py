@@ -17,10 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .busy import BusyFlag
+
 logger = logging.getLogger("agentcore_sync.registry")
 
 #: Eight hours: the managed runtime's limit for an asynchronous job.
 DEFAULT_MAX_DURATION = 8 * 3600.0
+#: Seconds between two looks of the watchdog for overdue tasks.
+WATCHDOG_INTERVAL = 1.0
 
 
 @dataclass(slots=True)
@@ -54,22 +58,36 @@ class TaskEntry:
 class TaskRegistry:
     """Thread-safe registry of active tasks.
 
-    ``on_busy_change(busy, cause)`` is called, outside the lock, each time the
-    set goes from empty to non-empty or back, so that the ping status can
-    record the change the moment it happens rather than at the next ping.
+    ``busy`` flips each time the set goes from empty to non-empty or back, so
+    that the ping status records the change with the time it happened rather
+    than the time of the next ping. While the set is non-empty a watchdog
+    thread logs each task that runs past its maximum duration.
+
+    Adding and completing take no lock while the set stays non-empty: with
+    threads adding and completing at once, a lock taken on every call makes
+    them queue behind each other's GIL hand-offs. Each dict operation is
+    atomic; only a possible change of emptiness takes the lock (see
+    ``_settle_busy``).
     """
 
-    def __init__(self, on_busy_change: Callable[[str], None] | None = None) -> None:
-        # _lock guards _tasks. Invariant: an id is in _tasks from the add() that
-        # issued it until the first complete() of it, and never again.
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        # Invariant: an id is in _tasks from the add() that issued it until the
+        # first complete() of it, and never again (dict operations are atomic).
         self._tasks: dict[int, TaskEntry] = {}
+        # _lock guards busy's flips, and the counts published to a board.
+        # Invariant: once every add() and complete() has returned, busy.busy is
+        # whether _tasks is non-empty.
+        self._lock = threading.Lock()
+        self.busy = BusyFlag(self._lock, "task {!r} started", "task {!r} finished", "tasks active")
         self._reseed_ids()
         # A forked child (gunicorn --preload) must not issue its parent's ids.
         os.register_at_fork(after_in_child=self._reseed_ids)
-        self._on_busy_change = on_busy_change
         #: Called with the new size, under the lock, on every change (multi-worker boards).
         self.publish: Callable[[int], None] | None = None
+        # _watchdog_lock guards _watchdog. Invariant: while tasks are active, a
+        # watchdog thread is running (it exits once the registry is empty).
+        self._watchdog_lock = threading.Lock()
+        self._watchdog: threading.Thread | None = None
 
     def _reseed_ids(self) -> None:
         # Ids start at a random point so that ids of different processes (gunicorn
@@ -87,50 +105,67 @@ class TaskRegistry:
         max_duration: float | None = DEFAULT_MAX_DURATION,
     ) -> int:
         task_id = next(self._ids)
-        entry = TaskEntry(task_id, name, time.time(), metadata, max_duration, state)
-        with self._lock:
-            self._tasks[task_id] = entry
-            became_busy = len(self._tasks) == 1
-            if self.publish is not None:
-                self.publish(len(self._tasks))
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("Task started: %s (id %s)", name, task_id)
-        if became_busy and self._on_busy_change is not None:
-            self._on_busy_change(f"task {name!r} started")
+        started_at = time.time()
+        entry = TaskEntry(task_id, name, started_at, metadata, max_duration, state)
+        tasks = self._tasks
+        if self.publish is None:
+            tasks[task_id] = entry
+        else:
+            with self._lock:
+                tasks[task_id] = entry
+                self.publish(len(tasks))
+        if not self.busy.busy:
+            self._settle_busy(started_at, name)
+        if self._watchdog is None:
+            self._start_watchdog()
         return task_id
 
     def set_state(self, task_id: int, state: str) -> bool:
-        with self._lock:
-            entry = self._tasks.get(task_id)
-            if entry is None:
-                return False
-            entry.state = state
-            if state == "running":
-                entry.started_at = time.time()
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            return False
+        entry.state = state
+        if state == "running":
+            entry.started_at = time.time()
         return True
 
     def complete(self, task_id: int) -> TaskEntry | None:
         """Remove the task; ``None`` when it was unknown or already completed."""
-        with self._lock:
-            entry = self._tasks.pop(task_id, None)
-            became_idle = entry is not None and not self._tasks
-            if entry is not None and self.publish is not None:
-                self.publish(len(self._tasks))
+        tasks = self._tasks
+        if self.publish is None:
+            entry = tasks.pop(task_id, None)
+        else:
+            with self._lock:
+                entry = tasks.pop(task_id, None)
+                self.publish(len(tasks))
         if entry is None:
             logger.warning(
                 "Attempted to complete unknown or already completed task ID: %s", task_id
             )
             return None
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "Task completed: %s (id %s, %.3fs)",
-                entry.name,
-                task_id,
-                time.time() - entry.started_at,
-            )
-        if became_idle and self._on_busy_change is not None:
-            self._on_busy_change(f"task {entry.name!r} finished")
+        if not tasks and self.busy.busy:
+            self._settle_busy(time.time(), entry.name)
         return entry
+
+    def _settle_busy(self, at: float, name: str) -> None:
+        """Flip ``busy`` until it agrees with the set, after a change of emptiness.
+
+        Called, with the time of its change, by an add() that found ``busy``
+        false, and by a complete() that emptied the set while ``busy`` was
+        true. Re-reading the set after each
+        flip closes the race with a call that read ``busy`` just before the flip:
+        its change of the set came before its read, so it is seen here.
+        """
+        tasks, busy, lock = self._tasks, self.busy, self._lock
+        # acquire/release rather than ``with``: this runs twice per task of
+        # microseconds started from idle, and ``with`` costs half as much again.
+        lock.acquire()
+        try:
+            while (now_busy := bool(tasks)) is not busy.busy:
+                busy.flip(now_busy, at, name)
+                at = time.time()
+        finally:
+            lock.release()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -141,17 +176,46 @@ class TaskRegistry:
     def jobs(self) -> list[dict[str, Any]]:
         """Descriptions of the active tasks, oldest first."""
         now = time.time()
-        with self._lock:
-            entries = list(self._tasks.values())
+        entries = list(self._tasks.values())  # one atomic copy
         return [entry.describe(now) for entry in entries]
 
     def flag_overdue(self) -> list[TaskEntry]:
         """Mark, and return, running tasks newly past their maximum duration."""
         now = time.time()
         newly: list[TaskEntry] = []
-        with self._lock:
-            for entry in self._tasks.values():
-                if not entry.overdue and entry.is_past_limit(now):
-                    entry.overdue = True
-                    newly.append(entry)
+        for entry in list(self._tasks.values()):
+            if not entry.overdue and entry.is_past_limit(now):
+                entry.overdue = True
+                newly.append(entry)
         return newly
+
+    # -- the watchdog -------------------------------------------------------
+
+    def _start_watchdog(self) -> None:
+        with self._watchdog_lock:
+            if self._watchdog is None and self._tasks:
+                self._watchdog = threading.Thread(
+                    target=self._watch_overdue, name="agentcore-watchdog", daemon=True
+                )
+                self._watchdog.start()
+
+    def _watch_overdue(self) -> None:
+        """Log each task the moment it runs past its maximum duration."""
+        while True:
+            time.sleep(WATCHDOG_INTERVAL)
+            for entry in self.flag_overdue():
+                logger.warning(
+                    "Task %r (id %s) is overdue: running for %.0fs, past its maximum of %.0fs",
+                    entry.name,
+                    entry.task_id,
+                    time.time() - entry.started_at,
+                    entry.max_duration,
+                )
+            with self._watchdog_lock:
+                if self._tasks:
+                    continue
+                self._watchdog = None
+            # An add() may have read the old watchdog just before it was cleared.
+            if self._tasks:
+                self._start_watchdog()
+            return

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Response
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from .serialization import encode, sse_event
 
@@ -16,13 +18,54 @@ logger = logging.getLogger("agentcore_sync.invocations")
 
 JSON = "application/json"
 
-
-def json_response(body: Any, status: int = 200, headers: Any = None) -> Response:
-    return Response(encode(body), status=status, mimetype=JSON, headers=headers)
+HeaderPairs = Iterable[tuple[str, str]]
 
 
-def json_error(status: int, error: str, headers: Any = None, **extra: Any) -> Response:
-    return json_response({"error": error, **extra}, status, headers)
+class JSONReply:
+    """A JSON answer of the runtime's own, as a plain WSGI application.
+
+    It sends what ``to_response()`` would (status line, headers in werkzeug's
+    order, body) without building a ``Response``: for a small invocation on
+    the fast path, that object costs more than the invocation itself.
+    """
+
+    __slots__ = ("body", "headers", "status_code")
+
+    def __init__(self, body: bytes, status_code: int = 200, headers: HeaderPairs = ()) -> None:
+        self.body = body
+        self.status_code = status_code
+        self.headers = headers
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = self.body
+        start_response(
+            _status_line(self.status_code),
+            [*self.headers, ("Content-Type", JSON), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    def to_response(self) -> Response:
+        """The same answer as a Flask ``Response``, for Flask's own dispatch."""
+        return Response(self.body, status=self.status_code, mimetype=JSON, headers=self.headers)
+
+
+@functools.cache
+def _status_line(code: int) -> str:
+    # The line werkzeug writes for a numeric status.
+    return f"{code} {HTTP_STATUS_CODES.get(code, 'unknown').upper()}"
+
+
+def as_response(answer: Response | JSONReply) -> Response:
+    """``answer`` as a ``Response``, for code that needs one (Flask's dispatch)."""
+    return answer.to_response() if isinstance(answer, JSONReply) else answer
+
+
+def json_reply(body: Any, status: int = 200, headers: HeaderPairs = ()) -> JSONReply:
+    return JSONReply(encode(body), status, headers)
+
+
+def json_error(status: int, error: str, headers: HeaderPairs = (), **extra: Any) -> JSONReply:
+    return json_reply({"error": error, **extra}, status, headers)
 
 
 def http_exception_response(exc: HTTPException) -> Response:
@@ -30,7 +73,7 @@ def http_exception_response(exc: HTTPException) -> Response:
     if exc.response is not None:
         return exc.response  # type: ignore[return-value]
     headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
-    return json_error(exc.code or 500, exc.description or exc.name, headers)
+    return json_error(exc.code or 500, exc.description or exc.name, headers).to_response()
 
 
 class EventStream:

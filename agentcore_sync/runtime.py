@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -42,8 +41,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 DEFAULT_RESULT_TTL = 24 * 3600.0
 DEFAULT_TASK_THREADS = 8
-#: How often active tasks are checked against their maximum duration.
-WATCHDOG_INTERVAL = 1.0
 # Under gunicorn's default graceful_timeout of 30 s, with time left to write records.
 DEFAULT_SHUTDOWN_GRACE = 25.0
 
@@ -149,14 +146,10 @@ class AgentCore:
         self._handler: Callable[..., Any] | None = None
         self._handler_kind = Kind.FUNCTION
         self._handler_takes_context = False
-        self._ping = PingTracker(self._automatic_status, custom_timeout=ping_timeout)
-        self._registry = TaskRegistry(on_busy_change=self._on_busy_change)
-        # _watchdog_lock guards _watchdog. Invariant: while tasks are active, a
-        # watchdog thread is running (it exits once the registry is empty).
-        self._watchdog_lock = threading.Lock()
-        self._watchdog: threading.Thread | None = None
-        self._limiter = InvocationLimiter(
-            max_concurrent_invocations, on_saturation_change=self._on_saturation_change
+        self._registry = TaskRegistry()
+        self._limiter = InvocationLimiter(max_concurrent_invocations)
+        self._ping = PingTracker(
+            (self._registry.busy, self._limiter.busy), custom_timeout=ping_timeout
         )
         #: The board shared with the other workers of a gunicorn server, once joined.
         self._board: WorkerBoard | None = None
@@ -360,54 +353,10 @@ class AgentCore:
         board = WorkerBoard(server_key, jobs=self._registry.jobs)
         board.publish_count(len(self._registry))
         self._registry.publish = board.publish_count
+        self._limiter.publish = board.publish_saturated
         self._board = board
         self._ping.board = board
         logger.info("Sharing task counts with the other workers of server %s", server_key)
-
-    def _on_saturation_change(self, cause: str) -> None:
-        board = self._board
-        if board is not None:
-            board.publish_saturated(self._limiter.saturated)
-        self._ping.current(cause)
-
-    def _on_busy_change(self, cause: str) -> None:
-        self._ping.current(cause)
-        if self._registry:
-            with self._watchdog_lock:
-                if self._watchdog is None:
-                    self._watchdog = threading.Thread(
-                        target=self._watch_overdue, name="agentcore-watchdog", daemon=True
-                    )
-                    self._watchdog.start()
-
-    def _watch_overdue(self) -> None:
-        """Log each task the moment it runs past its maximum duration."""
-        while True:
-            time.sleep(WATCHDOG_INTERVAL)
-            for entry in self._registry.flag_overdue():
-                logger.warning(
-                    "Task %r (id %s) is overdue: running for %.0fs, past its maximum of %.0fs",
-                    entry.name,
-                    entry.task_id,
-                    time.time() - entry.started_at,
-                    entry.max_duration,
-                )
-            with self._watchdog_lock:
-                if not self._registry:
-                    self._watchdog = None
-                    return
-
-    def _automatic_status(self) -> tuple[PingStatus, str]:
-        board = self._board
-        if board is None:
-            active, saturated = len(self._registry), self._limiter.saturated
-        else:
-            active, saturated = board.totals()
-        if active:
-            return PingStatus.HEALTHY_BUSY, f"{active} active task(s)"
-        if saturated:
-            return PingStatus.HEALTHY_BUSY, "invocations saturated"
-        return PingStatus.HEALTHY, "no active tasks"
 
     # -- serving ------------------------------------------------------------
 

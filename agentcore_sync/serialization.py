@@ -28,10 +28,14 @@ def _fallback(obj: Any) -> Any:
     return str(obj)
 
 
+# json.dumps with options builds an encoder per call; one (stateless) serves all.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_fallback)
+
+
 def dumps(obj: Any) -> str:
     """``obj`` as a JSON text, with the fallbacks above for what ``json`` refuses."""
     try:
-        return json.dumps(obj, ensure_ascii=False, default=_fallback)
+        return _ENCODER.encode(obj)
     except (TypeError, ValueError, RecursionError):
         # Circular references, keys that are not strings, runaway nesting:
         # the object's text is still a truthful answer.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
+import inspect
 import io
 import json
 import logging
@@ -17,6 +19,7 @@ import pytest
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
 from agentcore_sync.executor import ShuttingDown
 from agentcore_sync.logging import JSONFormatter
+from agentcore_sync.loop import ContainedExit
 from agentcore_sync.stores import open_store
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
@@ -109,8 +112,12 @@ def test_cancel_queued_running_thread_and_coroutine():
     queued = app.submit(gate.wait, 5)
     time.sleep(0.05)
     assert queued.cancel() is True
+    assert queued.cancel() is True  # still cancelled, recorded once
+    assert queued.done() and not running.done()
     assert running.cancel() is False  # a running thread cannot be stopped
     assert wait_record(app, queued.task_id)["status"] == "cancelled"
+    with pytest.raises(concurrent.futures.CancelledError):
+        queued.result(1)
 
     async def forever():
         await asyncio.sleep(60)
@@ -150,7 +157,52 @@ def test_coroutine_past_its_maximum_duration_is_cancelled():
     record = wait_record(app, handle.task_id)
     assert record["status"] == "cancelled"
     assert "maximum duration" in record["error"]
+    with pytest.raises(concurrent.futures.CancelledError):
+        handle.result(1)
     assert app.get_current_ping_status() is PingStatus.HEALTHY
+    app.shutdown(grace=1)
+
+
+def test_coroutines_are_cancelled_each_at_its_own_maximum_duration():
+    app = BedrockAgentCoreApp(result_store="memory://")
+
+    @app.async_task(max_duration=0.6)
+    async def slow():
+        await asyncio.sleep(30)
+
+    @app.async_task(max_duration=0.2)
+    async def quick():
+        await asyncio.sleep(30)
+
+    @app.async_task(max_duration=0.2)
+    async def brief():
+        await asyncio.sleep(0.05)
+        return "in time"
+
+    handles = {"slow": slow.start(), "quick": quick.start(), "brief": brief.start()}
+    records = {name: wait_record(app, handle.task_id) for name, handle in handles.items()}
+    assert records["brief"]["status"] == "succeeded" and records["brief"]["result"] == "in time"
+    assert [records[name]["status"] for name in ("slow", "quick")] == ["cancelled"] * 2
+    assert 0.2 <= records["quick"]["duration"] < records["slow"]["duration"]
+    assert records["slow"]["duration"] >= 0.6
+    app.shutdown(grace=1)
+
+
+def test_a_coroutine_past_its_maximum_duration_is_cancelled_once():
+    app = BedrockAgentCoreApp(result_store="memory://")
+    cancels = []
+
+    @app.async_task(max_duration=0.1)
+    async def stubborn():
+        for _ in range(3):
+            try:
+                await asyncio.sleep(0.2)
+            except asyncio.CancelledError:
+                cancels.append(time.monotonic())
+        return "outlived it"
+
+    assert stubborn.start().result(5) == "outlived it"
+    assert len(cancels) == 1
     app.shutdown(grace=1)
 
 
@@ -166,6 +218,61 @@ def test_thread_past_its_maximum_duration_is_flagged_overdue_and_logged(caplog):
     gate.set()
     assert wait_record(app, handle.task_id)["status"] == "succeeded"
     app.shutdown(grace=1)
+
+
+def test_every_thread_waiting_on_a_handle_gets_the_outcome(app):
+    gate = threading.Event()
+
+    async def when_open(value):
+        while not gate.is_set():
+            await asyncio.sleep(0.005)
+        return value
+
+    handle = app.submit(when_open, 7)
+    results = []
+    waiters = [threading.Thread(target=lambda: results.append(handle.result(5))) for _ in range(4)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.05)
+    assert not handle.done() and results == []
+    gate.set()
+    for waiter in waiters:
+        waiter.join(5)
+    assert results == [7, 7, 7, 7] and handle.done()
+    assert repr(handle) == f"<TaskHandle {handle.task_id} done>"
+
+
+def test_a_coroutine_cancelled_before_the_loop_starts_it_never_runs(app):
+    ran = []
+
+    async def work():
+        ran.append(True)
+
+    busy = threading.Event()
+    app._loop.loop.call_soon_threadsafe(busy.wait, 5)  # the loop starts nothing meanwhile
+    coroutine = work()
+    handles = [app.submit(work), app.submit(coroutine)]
+    assert all(handle.cancel() for handle in handles)
+    busy.set()
+    for handle in handles:
+        assert wait_record(app, handle.task_id)["status"] == "cancelled"
+        with pytest.raises(concurrent.futures.CancelledError):
+            handle.result(1)
+    assert app.submit(asyncio.sleep, 0, "after").result(5) == "after"
+    assert ran == []
+    # Closed, so not reported as "never awaited" when collected.
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
+
+
+def test_a_coroutine_raising_system_exit_fails_and_the_loop_goes_on(app):
+    async def leave():
+        raise SystemExit(3)
+
+    handle = app.submit(leave)
+    with pytest.raises(ContainedExit, match="SystemExit: 3"):
+        handle.result(5)
+    assert wait_record(app, handle.task_id)["error"] == "SystemExit: 3"
+    assert app.submit(asyncio.sleep, 0, "still serving").result(5) == "still serving"
 
 
 @dataclasses.dataclass

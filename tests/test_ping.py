@@ -5,13 +5,17 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
+from agentcore_sync.busy import BusyFlag
+from agentcore_sync.ping import PingTracker, _change_log
 
 HEALTHY, BUSY = PingStatus.HEALTHY, PingStatus.HEALTHY_BUSY
 
@@ -239,3 +243,132 @@ def test_time_of_last_update_is_an_int_of_unix_seconds() -> None:
     body = http_status(app)
     assert type(body["time_of_last_update"]) is int
     assert before - 1 <= body["time_of_last_update"] <= int(time.time())
+
+
+# -- flips recorded where they happen, replayed by the tracker -----------------
+
+
+@pytest.fixture
+def change_log(caplog: pytest.LogCaptureFixture) -> Callable[[int], int]:
+    """Counts status changes logged by this test (a counted line stands for its count)."""
+    _change_log.flush()  # changes of earlier tests are not this one's
+    caplog.set_level(logging.INFO, logger="agentcore_sync.ping")
+    caplog.clear()
+    pattern = re.compile(r"Ping status changed (\d+) times")
+
+    def total() -> int:
+        count = 0
+        for record in caplog.records:
+            message = record.getMessage()
+            if message.startswith("Ping status changed"):
+                match = pattern.match(message)
+                count += int(match.group(1)) if match else 1
+        return count
+
+    def logged(expected: int) -> int:
+        deadline = time.monotonic() + 5
+        while total() < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # and no more than that
+        return total()
+
+    return logged
+
+
+def test_a_burst_of_tasks_is_logged_in_few_lines_counting_every_change(
+    change_log: Callable[[int], int], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = new_app()
+    pairs = 5_000
+    for _ in range(pairs):
+        app.complete_async_task(app.add_async_task("tiny"))
+    finished_by = time.time()
+    assert app.get_current_ping_status() is HEALTHY
+    assert change_log(2 * pairs) == 2 * pairs
+    lines = [r for r in caplog.records if r.getMessage().startswith("Ping status changed")]
+    assert len(lines) < pairs / 10, "bursts are counted, not written line by line"
+    assert "task 'tiny' finished" in lines[-1].getMessage()
+    # time_of_last_update is the time of the last change, not of the ping.
+    status, changed_at = app._ping.snapshot()
+    assert status is HEALTHY and finished_by - 1 < changed_at <= finished_by
+
+
+def tracker_with_two_flags() -> tuple[PingTracker, BusyFlag, BusyFlag]:
+    tasks = BusyFlag(threading.Lock(), "task {!r} started", "task {!r} finished", "active")
+    invocations = BusyFlag(threading.Lock(), "saturated", "slot freed", "saturated")
+    return PingTracker((tasks, invocations)), tasks, invocations
+
+
+def test_flips_are_replayed_in_order_and_only_real_changes_recorded(
+    change_log: Callable[[int], int], caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker, tasks, invocations = tracker_with_two_flags()
+    invocations.flip(True, 1000.0)
+    tasks.flip(True, 1001.0, "a")  # already busy: saturated
+    tasks.flip(False, 1002.0, "a")
+    invocations.flip(False, 1003.0)
+    tasks.flip(True, 1004.0, "b")
+    assert tracker.snapshot() == (BUSY, 1004.0)
+    assert change_log(3) == 3
+    messages = [r.getMessage() for r in caplog.records if "Ping status" in r.getMessage()]
+    assert messages == [
+        "Ping status changed: Healthy -> HealthyBusy (saturated)",
+        "Ping status changed: HealthyBusy -> Healthy (slot freed)",
+        "Ping status changed: Healthy -> HealthyBusy (task 'b' started)",
+    ]
+    assert [r.created for r in caplog.records if "Ping status" in r.getMessage()] == [
+        1000.0,
+        1003.0,
+        1004.0,
+    ]
+
+
+def test_flips_under_a_forced_status_change_nothing() -> None:
+    tracker, tasks, _ = tracker_with_two_flags()
+    tracker.forced = BUSY
+    tracker.current(cause="forced")
+    forced_at = tracker.snapshot()[1]
+    tasks.flip(True, forced_at + 1, "a")
+    tasks.flip(False, forced_at + 2, "a")
+    assert tracker.snapshot() == (BUSY, forced_at)
+    tracker.forced = None
+    assert tracker.current() is HEALTHY
+
+
+def test_flips_past_those_kept_are_counted(change_log: Callable[[int], int]) -> None:
+    flag = BusyFlag(threading.Lock(), "on", "off", "on")
+    for second in range(25):
+        flag.flip(second % 2 == 0, 2000.0 + second)
+    flips, count = flag.take()
+    assert count == 25
+    assert [flip[1] for flip in flips] == [2000.0 + second for second in (*range(8), 24)]
+    assert flag.take() == ([], 0)
+
+    tracker, tasks, invocations = tracker_with_two_flags()
+    for second in range(25):
+        tasks.flip(second % 2 == 0, 2000.0 + second, str(second))
+    assert tracker.snapshot() == (BUSY, 2024.0)
+    assert change_log(25) == 25
+
+    # Two flags at once are replayed flip by flip.
+    invocations.flip(True, 2100.0)
+    for second in range(101, 121):
+        tasks.flip(second % 2 == 1, 2000.0 + second, str(second))
+    invocations.flip(False, 2200.0)
+    assert tracker.snapshot() == (HEALTHY, 2200.0)
+    assert change_log(26) == 26, "task flips while saturated changed nothing"
+    invocations.flip(True, 2300.0)
+    invocations.flip(False, 2301.0)
+    for second in range(20):
+        tasks.flip(second % 2 == 0, 2302.0 + second, str(second))
+    assert tracker.snapshot() == (HEALTHY, 2321.0)
+    assert change_log(26 + 22) == 26 + 22, "flips not kept are counted when they counted"
+
+
+def test_a_flip_is_a_no_op_when_the_flag_already_has_that_value() -> None:
+    flag = BusyFlag(threading.Lock(), "on", "off", "on")
+    flag.flip(False, 1.0)
+    flag.flip(True, 2.0)
+    flag.flip(True, 3.0)
+    flips, count = flag.take()
+    assert [(flip[0], flip[1]) for flip in flips] == [(True, 2.0)] and count == 1

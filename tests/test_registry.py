@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
 import pytest
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
+from agentcore_sync.busy import BusyFlag
+from agentcore_sync.registry import TaskRegistry
 
 
 @pytest.fixture
@@ -112,6 +115,69 @@ def test_many_threads_adding_and_completing_at_once(app: BedrockAgentCoreApp) ->
     assert not app._active_tasks
     assert app.get_current_ping_status() is PingStatus.HEALTHY
     assert app.test_client().get("/ping").json["status"] == "Healthy"
+
+
+def test_the_busy_flag_agrees_with_the_tasks_whenever_the_threads_stop(
+    app: BedrockAgentCoreApp,
+) -> None:
+    """Adds and completes take no lock while the set stays non-empty: races with the
+    flips of emptiness must still leave the flag (and the status) right."""
+    registry = app._registry
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch at almost every bytecode
+    try:
+        for round_ in range(40):
+            barrier = threading.Barrier(6)
+
+            def work(seed: int, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                for n in range(60):
+                    task_id = app.add_async_task(f"r{seed}-{n}")
+                    if (seed + n) % 4:
+                        app.complete_async_task(task_id)
+                    else:
+                        app.complete_async_task(app.add_async_task("inner"))
+                        app.complete_async_task(task_id)
+
+            threads = [threading.Thread(target=work, args=(round_ * 6 + i,)) for i in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert len(registry) == 0 and registry.busy.busy is False, round_
+            assert app.get_current_ping_status() is PingStatus.HEALTHY
+            kept = app.add_async_task("kept")
+            assert registry.busy.busy is True
+            assert app.get_current_ping_status() is PingStatus.HEALTHY_BUSY
+            app.complete_async_task(kept)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_an_add_racing_the_flip_to_idle_leaves_the_flag_busy() -> None:
+    """The race _settle_busy closes, made to happen: a complete() empties the set and
+    settles; between its look at the set and its flip, another add() inserts a task
+    and, seeing busy still true, does not settle."""
+    registry = TaskRegistry()
+    racer: list[int] = []
+
+    class RacedFlag(BusyFlag):
+        __slots__ = ()
+
+        def flip(self, busy: bool, at: float, detail: str = "") -> None:
+            if not busy and not racer:
+                racer.append(registry.add("racer"))  # reads busy: still true
+            super().flip(busy, at, detail)
+
+    registry.busy = RacedFlag(registry._lock, "started", "finished", "active")
+    first = registry.add("first")
+    assert registry.busy.busy is True
+    registry.complete(first)
+    assert len(registry) == 1 and registry.busy.busy is True
+    flips, count = registry.busy.take()
+    assert [flip[0] for flip in flips] == [True, False, True] and count == 3
+    registry.complete(racer[0])
+    assert registry.busy.busy is False
 
 
 def test_concurrent_completion_of_one_id_succeeds_once(app: BedrockAgentCoreApp) -> None:

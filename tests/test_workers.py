@@ -134,14 +134,22 @@ def test_a_sixty_second_invocation_completes_under_plain_gunicorn(tmp_path):
 
 
 def test_limiter_refuses_past_its_limit_and_reports_saturation():
-    changes = []
-    limiter = InvocationLimiter(2, on_saturation_change=changes.append)
+    limiter = InvocationLimiter(2)
+    published = []
+    limiter.publish = published.append
     assert limiter.try_acquire() and not limiter.saturated
     assert limiter.try_acquire() and limiter.saturated
     assert not limiter.try_acquire()
     limiter.release()
     assert not limiter.saturated and limiter.try_acquire()
-    assert changes == ["invocations saturated", "invocation slot freed", "invocations saturated"]
+    flips, count = limiter.busy.take()
+    assert count == 3
+    assert [limiter.busy.cause(flip) for flip in flips] == [
+        "invocations saturated",
+        "invocation slot freed",
+        "invocations saturated",
+    ]
+    assert published == [True, False, True]
     with pytest.raises(ValueError):
         InvocationLimiter(0)
 

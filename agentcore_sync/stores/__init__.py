@@ -48,6 +48,11 @@ _SECRET_QUERY_VALUE = re.compile(r"([?&][^=&#]*(?:pass|secret|token|auth)[^=&#]*
 _USERINFO = re.compile(r"(//)[^/@\s]*@")
 
 
+# One encoder for every record: json.dumps with any non-default argument builds a
+# new encoder per call, a third of the cost of encoding a small record.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 class InvalidRecordError(ValueError):
     """A record that no store can keep: not a dict, no int task_id, or not JSON."""
 
@@ -99,7 +104,7 @@ def encode_record(record: dict[str, Any]) -> tuple[int, str]:
     if not isinstance(task_id, int) or isinstance(task_id, bool):
         raise InvalidRecordError(f"record['task_id'] must be an int, not {task_id!r}")
     try:
-        text = json.dumps(record, separators=(",", ":"))
+        text = _ENCODER.encode(record)
     except (TypeError, ValueError) as exc:
         raise InvalidRecordError(
             f"record of task {task_id} is not JSON-serializable: {exc}"

@@ -3,8 +3,9 @@ record silently.
 
 Every put goes into a pending map (newest record per task) and returns; a writer
 thread writes pending records to the inner store in batches (one transaction or
-round trip each), so a task or a request never waits on the store's I/O, and the
-event loop thread, which records coroutine tasks, is never blocked by it. While the
+round trip each), and a burst of puts once it pauses, so a task or a request never
+waits on the store's I/O, nor shares the CPU with it during a burst, and the event
+loop thread, which records coroutine tasks, is never blocked by it. While the
 inner store fails, records stay pending, in memory and bounded, and the writer
 retries every ``retry_interval``. One error line marks the start of an outage, one
 info line its end.
@@ -12,6 +13,7 @@ info line its end.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -30,6 +32,19 @@ from agentcore_sync.stores import (
 logger = logging.getLogger("agentcore_sync.stores")
 
 DEFAULT_MAX_PENDING = 100_000
+#: Records per transaction or round trip: the writer holds the inner store (and builds
+#: its batch) for a bounded time, whatever the backlog.
+WRITE_BATCH = 500
+#: Pending records past which puts come in a burst (thousands of task starts, each put
+#: queued, then running) rather than one at a time: about what the writer writes in a
+#: millisecond.
+BURST_PENDING = 100
+#: In a burst, the writer waits until puts pause for this many seconds, then writes each
+#: task's newest record once, rather than competing with the burst for the GIL and the
+#: CPU, which the threads answering /ping need meanwhile...
+WRITE_DELAY = 0.05
+#: ...but records wait no longer than this, under puts that never pause.
+MAX_WRITE_DELAY = 0.5
 #: At most one log line per this many seconds for failed reads and for dropped records.
 LOG_INTERVAL = 30.0
 
@@ -54,13 +69,14 @@ class ResilientStore(ResultStore):
         self._max_pending = max_pending
         # Guards everything below up to _write_lock. Invariants: _pending maps task_id to
         # the newest record of that task not yet written to inner, least recently put
-        # first; once anything was put, _writer is running until close(), and every put
-        # sets _wake after adding to _pending, so nothing pending is left unnoticed.
-        # _outage_since is
-        # set from the first failed write until a write empties _pending, so an outage
-        # logs one error line and one recovery line.
+        # first; _last_put is the monotonic time of the latest put; once anything was
+        # put, _writer is running until close(), and every put sets _wake after adding
+        # to _pending, so nothing pending is left unnoticed. _outage_since is set from
+        # the first failed write until a write empties _pending, so an outage logs one
+        # error line and one recovery line.
         self._pending_lock = threading.Lock()
         self._pending: dict[int, dict[str, Any]] = {}
+        self._last_put = float("-inf")
         self._writer: threading.Thread | None = None
         self._closed = False
         self._last_failure: float | None = None  # monotonic time of the last failed write
@@ -84,8 +100,7 @@ class ResilientStore(ResultStore):
     # -- the ResultStore interface ------------------------------------------------------
 
     def put(self, record: dict[str, Any]) -> None:
-        """Queue the record and write it (and older pending ones) unless the store failed
-        less than ``retry_interval`` ago, in which case the retry thread will."""
+        """Queue the record (a copy) for the writer thread; returns at once."""
         task_id = record.get("task_id") if isinstance(record, dict) else None
         if not isinstance(task_id, int) or isinstance(task_id, bool):
             logger.error("result store %s: ignored a record without an int task_id", self.url)
@@ -100,7 +115,7 @@ class ResilientStore(ResultStore):
                 del self._pending[next(iter(self._pending))]
                 self._dropped_unlogged += 1
                 self._dropped_in_outage += 1
-            now = time.monotonic()
+            now = self._last_put = time.monotonic()
             if self._dropped_unlogged and now - self._drop_logged_at >= LOG_INTERVAL:
                 dropped, self._dropped_unlogged = self._dropped_unlogged, 0
                 self._drop_logged_at = now
@@ -171,7 +186,7 @@ class ResilientStore(ResultStore):
             thread.join(timeout)
         if self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             try:
-                self._write_pending()
+                self._write_pending(deadline)
             finally:
                 self._write_lock.release()
         with self._pending_lock:
@@ -207,41 +222,38 @@ class ResilientStore(ResultStore):
 
     # -- writing -------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Write pending records until none are left or the store fails."""
-        while True:
-            with self._write_lock:
-                if not self._write_pending():
-                    return  # the writer loop retries after retry_interval
-            with self._pending_lock:
-                if not self._pending:
-                    return
+    def _write_pending(self, deadline: float) -> None:
+        """Write pending records until none are left, the store fails or the monotonic
+        ``deadline`` passed. Hold _write_lock."""
+        while (batch := self._take_batch()) and self._write_batch(batch):
+            if time.monotonic() > deadline:
+                return
 
-    def _write_pending(self) -> bool:
-        """Write pending records to inner, in one batch; False if the store failed.
-
-        Hold _write_lock.
-        """
+    def _take_batch(self) -> list[dict[str, Any]]:
+        """The WRITE_BATCH least recently put pending records."""
         with self._pending_lock:
-            batch = list(self._pending.items())
-        if not batch:
-            return True
+            return list(itertools.islice(self._pending.values(), WRITE_BATCH))
+
+    def _write_batch(self, batch: list[dict[str, Any]]) -> bool:
+        """Write ``batch``, records taken from _pending, and take off _pending those not
+        replaced since; False if the store failed. Hold _write_lock."""
         try:
             try:
-                self.inner.put_many([record for _task_id, record in batch])
+                self.inner.put_many(batch)
             except InvalidRecordError:
                 # One bad record must not hold back the others: write them one by one.
-                for index, (task_id, record) in enumerate(batch):
+                for index, record in enumerate(batch):
                     try:
                         self.inner.put(record)
                     except InvalidRecordError as exc:
-                        batch[index] = (task_id, self._make_storable(task_id, record, exc))
-                        self.inner.put(batch[index][1])
+                        batch[index] = self._make_storable(record, exc)
+                        self.inner.put(batch[index])
         except Exception as exc:
             self._note_failure(exc)
             return False
         with self._pending_lock:
-            for task_id, record in batch:
+            for record in batch:
+                task_id = record["task_id"]
                 if self._pending.get(task_id) is record:  # not replaced by a newer put
                     del self._pending[task_id]
             self._last_failure = None
@@ -250,12 +262,11 @@ class ResilientStore(ResultStore):
         self._note_recovery_if_done()
         return True
 
-    def _make_storable(
-        self, task_id: int, record: dict[str, Any], exc: InvalidRecordError
-    ) -> dict[str, Any]:
+    def _make_storable(self, record: dict[str, Any], exc: InvalidRecordError) -> dict[str, Any]:
         """Replace a pending record that JSON cannot encode by one with str() values."""
         logger.error("result store %s: %s; storing str() of those values instead", self.url, exc)
         storable = {str(key): _json_safe(value) for key, value in record.items()}
+        task_id = record["task_id"]
         with self._pending_lock:
             if self._pending.get(task_id) is record:
                 self._pending[task_id] = storable
@@ -308,17 +319,37 @@ class ResilientStore(ResultStore):
             )
 
     def _writer_loop(self) -> None:
-        """Write what put() queues; after a failure, wait retry_interval and try again."""
+        """Write what put() queues, a batch at a time, bursts once they pause; after a
+        failure, wait retry_interval and try again."""
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
-            if self._stop.is_set():
-                return
-            self._flush()
+            deadline = time.monotonic() + MAX_WRITE_DELAY
+            while True:
+                if not self._wait_out_burst(deadline):
+                    return  # close() writes what is pending
+                with self._write_lock:
+                    batch = self._take_batch()
+                    if not batch or not self._write_batch(batch):
+                        break
             with self._pending_lock:
                 failing = self._last_failure is not None and bool(self._pending)
             if failing and not self._stop.wait(self._retry_interval):
                 self._wake.set()
+
+    def _wait_out_burst(self, deadline: float) -> bool:
+        """While more than BURST_PENDING records are pending, wait until puts pause for
+        WRITE_DELAY, or until the monotonic ``deadline``; False if close() began."""
+        while not self._stop.is_set():
+            with self._pending_lock:
+                if len(self._pending) <= BURST_PENDING:
+                    return True
+                due = min(self._last_put + WRITE_DELAY, deadline)
+            wait = due - time.monotonic()
+            if wait <= 0:
+                return True
+            self._stop.wait(wait)
+        return False
 
     def _log_read_error(self, operation: str, exc: Exception) -> None:
         """Log a failed read, at most once per LOG_INTERVAL."""

@@ -1,0 +1,205 @@
+"""A burst of background starts (benchmark figure 6): what keeps /ping answered meanwhile.
+
+/ping stalls while another thread holds the GIL: a collection of the cyclic collector,
+or the store writer, which competes for the GIL and the CPU. Checked here without
+timing /ping: each coroutine task leaves few objects for the collector, no collection
+walks more than a few thousand of them under the serving thresholds, and the store
+writer writes a burst after it, each task's newest record once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agentcore_sync import BedrockAgentCoreApp
+from agentcore_sync.serving import GC_THRESHOLDS
+from agentcore_sync.stores import MemoryStore, ResilientStore, resilient
+
+#: Objects one collection may walk during a burst, a few milliseconds with the GIL held:
+#: more than the 12,000 the thresholds aim at, as the collector counts allocations less
+#: deaths, and a young generation outgrows its count when older objects die.
+MAX_WALKED = 30_000
+
+
+@pytest.fixture
+def app() -> Iterator[BedrockAgentCoreApp]:
+    agent = BedrockAgentCoreApp(result_store="memory://")
+    yield agent
+    agent.shutdown(grace=0)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def start_sleepers(app: BedrockAgentCoreApp, count: int) -> list[Any]:
+    """Start ``count`` coroutine tasks that sleep for a minute, and wait until all run."""
+
+    @app.async_task
+    async def sleeper(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    active = app.get_async_task_info()["active_count"]
+    handles = [sleeper.start(60) for _ in range(count)]
+    assert wait_until(
+        lambda: all(job["state"] == "running" for job in app.get_async_task_info()["running_jobs"])
+    )
+    assert app.get_async_task_info()["active_count"] == active + count
+    return handles
+
+
+def tracked_objects() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
+def test_a_coroutine_task_leaves_few_objects_for_the_collector(app: BedrockAgentCoreApp) -> None:
+    """About 14 per sleeping task, 7 of them asyncio.sleep's own; a concurrent.futures
+    Future, closures and asyncio.timeout() made it 48."""
+    start_sleepers(app, 1)  # the loop, the store and the pool threads exist
+    before = tracked_objects()
+    handles = start_sleepers(app, 2_000)
+    per_task = (tracked_objects() - before) / 2_000
+    assert per_task <= 20, f"{per_task:.1f} objects tracked by the collector per task"
+    for handle in handles:
+        handle.cancel()
+
+
+@pytest.fixture
+def serving_thresholds() -> Iterator[list[tuple[int, int]]]:
+    """The collector's thresholds while serving; yields (generation, objects walked) of
+    each collection meanwhile."""
+    walked: list[tuple[int, int]] = []
+
+    def measure(phase: str, info: dict[str, int]) -> None:
+        generation = info["generation"]
+        if phase == "start":
+            young = sum(len(gc.get_objects(g)) for g in range(min(generation, 1) + 1))
+            walked.append((generation, young))
+
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.collect()  # every count back to 0: no full collection is due during the test
+    gc.set_threshold(*GC_THRESHOLDS)
+    # This callback is Python code: a thread switch inside it would let other threads
+    # allocate with the collector busy, and so uncounted. Threads switch here only
+    # where they wait.
+    sys.setswitchinterval(10.0)
+    gc.callbacks.append(measure)
+    try:
+        yield walked
+    finally:
+        gc.callbacks.remove(measure)
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
+
+
+def test_no_collection_walks_more_than_tens_of_thousands_of_objects_in_a_burst(
+    app: BedrockAgentCoreApp, serving_thresholds: list[tuple[int, int]]
+) -> None:
+    """20,000 starts, as two bursts of figure 6 would: at (16,000, 20) one collection
+    walked about 300,000 objects, for 90-110 ms in a server."""
+    handles = start_sleepers(app, 20_000)
+    walked = serving_thresholds
+    assert walked, "no collection during the burst"
+    assert all(generation < 2 for generation, _ in walked), "a full collection ran"
+    most = max(objects for _, objects in walked)
+    assert most <= MAX_WALKED, f"a collection walked {most} objects"
+    for handle in handles:
+        handle.cancel()
+
+
+class CountingStore(MemoryStore):
+    """A memory store that keeps the size of every batch written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self._batches_lock = threading.Lock()
+
+    def put_many(self, records: list[dict[str, Any]]) -> None:
+        with self._batches_lock:
+            self.batches.append(len(records))
+        super().put_many(records)
+
+
+def record(task_id: int, status: str) -> dict[str, Any]:
+    return {"task_id": task_id, "status": status, "owner": "burst", "result": None}
+
+
+@pytest.fixture
+def patient_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delays long enough that a loaded machine cannot make a burst look paused."""
+    monkeypatch.setattr(resilient, "WRITE_DELAY", 0.3)
+    monkeypatch.setattr(resilient, "MAX_WRITE_DELAY", 10.0)
+
+
+@pytest.mark.usefixtures("patient_writer")
+def test_the_writer_writes_a_burst_after_it_each_tasks_newest_record_once() -> None:
+    inner = CountingStore()
+    store = ResilientStore(inner)
+    count = 3 * resilient.WRITE_BATCH
+    try:
+        for task_id in range(count):
+            store.put(record(task_id, "queued"))
+        for task_id in range(count):
+            store.put(record(task_id, "running"))
+        during = sum(inner.batches)
+        assert store.flush(timeout=10)
+        # Only what was written before the backlog showed a burst.
+        assert during <= 2 * resilient.BURST_PENDING
+        assert sum(inner.batches) <= count + resilient.WRITE_BATCH
+        assert max(inner.batches) <= resilient.WRITE_BATCH
+        assert all(inner.get(task_id)["status"] == "running" for task_id in range(count))
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("patient_writer")
+def test_the_writer_writes_a_few_records_at_once() -> None:
+    inner = CountingStore()
+    store = ResilientStore(inner)
+    try:
+        store.put(record(1, "running"))
+        assert wait_until(lambda: inner.get(1) is not None, timeout=resilient.WRITE_DELAY / 2)
+    finally:
+        store.close()
+
+
+def test_under_puts_that_never_pause_records_wait_at_most_the_maximum_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resilient, "WRITE_DELAY", 0.5)
+    monkeypatch.setattr(resilient, "MAX_WRITE_DELAY", 0.2)
+    inner = CountingStore()
+    store = ResilientStore(inner)
+    stop = threading.Event()
+
+    def keep_putting() -> None:
+        task_id = 0
+        while not stop.is_set():
+            store.put(record(task_id, "queued"))
+            task_id += 1
+            time.sleep(0.001 if task_id < 2 * resilient.WRITE_BATCH else 0.05)
+
+    putter = threading.Thread(target=keep_putting)
+    putter.start()
+    try:
+        assert wait_until(lambda: inner.get(0) is not None, timeout=3), "nothing written"
+        assert not stop.is_set()
+    finally:
+        stop.set()
+        putter.join()
+        store.close()
