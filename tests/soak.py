@@ -83,6 +83,15 @@ def hardening_server(
     raise ValueError(f"unknown server kind {kind!r}")
 
 
+@contextlib.contextmanager
+def serving_hardening(kind: str, tmp: Path) -> Iterator[servers.Server]:
+    """``hardening_app`` on ``kind``, with a SQLite result store in ``tmp``, while in use."""
+    env = {"AGENTCORE_SYNC_RESULT_STORE": f"sqlite:///{tmp / 'results.db'}"}
+    with servers.serving(hardening_server(kind, tmp, env=env)) as running:
+        running.kind = kind  # type: ignore[attr-defined]
+        yield running
+
+
 Answer = servers.Reply  # the shared answer type of the tests
 
 

@@ -54,10 +54,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import servers
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from soak import ACTION, Client, hardening_server, wait_for
+from soak import ACTION, Client, serving_hardening, wait_for
 
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 REQUEST_ID = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
@@ -144,9 +143,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp(f"hostile-{request.param}")
-    env = {"AGENTCORE_SYNC_RESULT_STORE": f"sqlite:///{tmp / 'results.db'}"}
-    with servers.serving(hardening_server(request.param, tmp, env=env)) as running:
-        running.kind = request.param  # type: ignore[attr-defined]
+    with serving_hardening(request.param, tmp) as running:
         running.monitor = PingMonitor(running.url).start()  # type: ignore[attr-defined]
         running.refusals = []  # type: ignore[attr-defined]
         try:

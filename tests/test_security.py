@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import servers
-from soak import ACTION, Client, hardening_server, wait_for
+from soak import ACTION, Client, hardening_server, serving_hardening, wait_for
 from test_hostile_input import REQUEST_ID, SESSION, exchange_once, head, parse_answer
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp
@@ -42,9 +42,7 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp(f"security-{request.param}")
-    env = {"AGENTCORE_SYNC_RESULT_STORE": f"sqlite:///{tmp / 'results.db'}"}
-    with servers.serving(hardening_server(request.param, tmp, env=env)) as running:
-        running.kind = request.param  # type: ignore[attr-defined]
+    with serving_hardening(request.param, tmp) as running:
         running.store_path = tmp / "results.db"  # type: ignore[attr-defined]
         yield running
 
