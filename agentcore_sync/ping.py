@@ -217,11 +217,10 @@ class PingTracker:
 
     def _record_flips(self, flag: BusyFlag, first: Flip, last: Flip, count: int) -> None:
         def change(flip: Flip) -> Change:
-            status = _BUSY if flip[0] else _HEALTHY
-            previous = _HEALTHY if flip[0] else _BUSY
-            return previous, status, flag.cause(flip), flip[1], flip[3]
+            busy = flip[0]
+            return _status_of(not busy), _status_of(busy), flag.cause(flip), flip[1], flip[3]
 
-        self._status = _BUSY if last[0] else _HEALTHY
+        self._status = _status_of(last[0])
         self._changed_at = last[1]
         self._log_later(count, change(first), change(last) if count > 1 else None)
 
@@ -236,7 +235,7 @@ class PingTracker:
         """The status became ``status`` at ``at`` (after ``count`` changes, the last this one)."""
         previous = self._status
         if previous is status:  # an even number of changes, not kept one by one
-            previous = _HEALTHY if status is _BUSY else _BUSY
+            previous = _status_of(status is not _BUSY)
         change = (previous, status, cause, at, context)
         self._status = status
         self._changed_at = at
@@ -277,6 +276,10 @@ class PingTracker:
             "(first %s -> %s (%s), last %s -> %s (%s)); now %s",
             (total, last[3] - first[3], *first[:3], *last[:3], last[1]),
         )
+
+
+def _status_of(busy: bool) -> PingStatus:
+    return _BUSY if busy else _HEALTHY
 
 
 def _log(context: contextvars.Context, at: float, message: str, args: tuple[Any, ...]) -> None:
