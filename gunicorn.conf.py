@@ -13,8 +13,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 
 # Threads, not processes: a sync worker serves one request at a time, so a single
 # long invocation would make /ping wait. gthread serves each request on a thread
-# and keeps idle keep-alive connections off the threads.
-worker_class = "gthread"
+# and keeps idle keep-alive connections off the threads; this subclass of it also
+# answers plain pings on its main thread, so they never wait for a thread.
+worker_class = "agentcore_sync.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("AGENTCORE_SYNC_THREADS", "16"))
 
 # One worker by default: background tasks and their event loop live in a worker,

@@ -89,23 +89,9 @@ class FastPath:
                 return None
         elif path != "/invocations" or method != "POST":
             return None
-        if request_started.receivers or request_finished.receivers:
-            return None
-        allowed = self._setup_allows
-        if allowed is None:
-            allowed = self._freeze_setup()
-        if not allowed:
-            return None
-        config = self._app.config
-        # What Flask's URL matching would refuse (an untrusted host, a WebSocket
-        # upgrade on an HTTP rule) or do differently (SERVER_NAME), read per
-        # request as Flask reads it.
-        if (
-            "HTTP_UPGRADE" in environ
-            or _PRESERVE_CONTEXT in environ
-            or config["SERVER_NAME"]
-            or config.get("TRUSTED_HOSTS") is not None
-        ):
+        # What Flask's URL matching would refuse (a WebSocket upgrade on an HTTP
+        # rule), and the test client's ``with client:``.
+        if not self._allowed() or "HTTP_UPGRADE" in environ or _PRESERVE_CONTEXT in environ:
             return None
         if path == "/ping":
             body = ping_body(self._app)
@@ -113,6 +99,25 @@ class FastPath:
             return [body]
         with _InvocationContext(self._app, environ, rule=self._invocations_rule) as ctx:
             return self._dispatch(ctx)(environ, start_response)
+
+    def server_ping_body(self) -> bytes | None:
+        """The body of a plain ``GET /ping`` that a server may write without calling
+        the app (see ``inline_ping``), or None when the app must answer it."""
+        if self._app._ping.custom is not None or not self._allowed():
+            return None
+        return ping_body(self._app)
+
+    def _allowed(self) -> bool:
+        """Whether nothing registered on the app would run on these two routes."""
+        if request_started.receivers or request_finished.receivers:
+            return False
+        allowed = self._setup_allows
+        if allowed is None:
+            allowed = self._freeze_setup()
+        config = self._app.config
+        # An untrusted host or SERVER_NAME changes what Flask's URL matching
+        # does; read per request, as Flask reads them.
+        return allowed and not config["SERVER_NAME"] and config.get("TRUSTED_HOSTS") is None
 
     def _dispatch(self, ctx: _InvocationContext) -> Answer:
         """Flask's ``full_dispatch_request`` for the invocations view, less what is empty."""

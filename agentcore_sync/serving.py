@@ -1,8 +1,10 @@
-"""Serving a runtime on waitress: ``app.run()``.
+"""Serving a runtime on waitress (``app.run()``), and the hooks of the gunicorn config.
 
 The defaults are chosen for agents: enough threads for concurrent long
 invocations, and a reserve of them that invocations may not take, so that
-``/ping`` is always answered.
+``/ping`` is always answered. waitress's I/O thread answers plain pings
+itself (``inline_ping``); the gunicorn worker that does the same is in
+``gunicorn_worker``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
+from .inline_ping import InlinePing
 from .serialization import encode
 
 if TYPE_CHECKING:
@@ -143,19 +148,93 @@ def _json_error_channel(body_limit: int) -> type:
     return JSONErrorChannel
 
 
-def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **options: Any) -> None:
-    """Serve ``runtime`` on waitress until SIGTERM or Ctrl-C, then shut it down gracefully."""
+def create_server(wsgi: Any, host: str, port: int, threads: int, **options: Any) -> Any:
+    """A waitress server of ``threads`` threads for ``wsgi``, whose I/O thread answers
+    plain pings itself when ``wsgi`` is a runtime's app (see ``inline_ping``)."""
     import waitress
 
+    options.setdefault("ident", "agentcore_sync")
+    ident = options["ident"]
+    inline = InlinePing.for_served(wsgi, b"Server: %s\r\n" % ident.encode() if ident else b"")
+    dispatcher = _dispatcher(inline)
+    dispatcher.set_thread_count(threads)
+    return waitress.create_server(
+        wsgi, host=host, port=port, threads=threads, _dispatcher=dispatcher, **options
+    )
+
+
+def _dispatcher(inline: InlinePing | None) -> Any:
+    """waitress's task dispatcher, except that plain pings are answered where they arrive."""
+    from waitress.task import ThreadedTaskDispatcher
+
+    # Set on the dispatcher's own threads: add_task() called there (by a
+    # channel with pipelined requests) hands on, as waitress does.
+    pool_thread = threading.local()
+
+    class PingAnsweringDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
+        def handler_thread(self, thread_no: int) -> None:
+            pool_thread.marked = True
+            super().handler_thread(thread_no)
+
+        def add_task(self, channel: Any) -> None:
+            # On the I/O thread this is called with the channel's requests lock
+            # held, when its only request is complete: none of its requests is
+            # being served, so an answer written now is in order.
+            if (
+                inline is None
+                or getattr(pool_thread, "marked", False)
+                or not _answer_inline(channel, inline)
+            ):
+                super().add_task(channel)
+
+    return PingAnsweringDispatcher()
+
+
+def _answer_inline(channel: Any, inline: InlinePing) -> bool:
+    """Answer the channel's one request if it is a plain ping; whether it was."""
+    if len(channel.requests) != 1:
+        return False
+    request = channel.requests[0]
+    adj = channel.adj
+    if (
+        request.error is not None
+        or request.command != "GET"
+        or request.path != "/ping"
+        or request.version != "1.1"
+        or request.connection_close
+        or request.chunked
+        or request.content_length
+        or request.expect_continue
+        or "UPGRADE" in request.headers
+        or adj.url_prefix
+        or not channel.connected
+        # write_soon() would wait for the I/O thread to flush this much.
+        or channel.total_outbufs_len >= adj.outbuf_high_watermark
+    ):
+        return False
+    answer = inline.response()
+    if answer is None:
+        return False
+    channel.write_soon(answer)
+    # What service() does after a request: a fresh buffer for the next answer.
+    if channel.current_outbuf_count > 0:
+        channel.current_outbuf_count = adj.outbuf_high_watermark
+    channel.requests.pop(0)
+    request.close()
+    channel.last_activity = time.time()
+    return True
+
+
+def serve(runtime: AgentCore, port: int = 8080, host: str | None = None, **options: Any) -> None:
+    """Serve ``runtime`` on waitress until SIGTERM or Ctrl-C, then shut it down gracefully."""
     threads = int(options.pop("threads", DEFAULT_THREADS))
     adopt_thread_count(runtime, threads)
     tune_interpreter()
-    options.setdefault("ident", "agentcore_sync")
     # waitress reads a whole body before the application sees it: the limit is
     # applied there, so that an oversized body is refused before it is read.
     # (waitress refuses a body of its limit or more, the runtime one over its limit.)
     options.setdefault("max_request_body_size", runtime.max_body_size + 1)
-    server = waitress.create_server(
+    server = create_server(
         runtime.wsgi_app_for_serving(),
         host=host or default_host(),
         port=port,

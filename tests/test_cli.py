@@ -242,7 +242,7 @@ def test_serve_on_gunicorn_with_workers_and_metrics(tmp_path: Path) -> None:
     assert server.process is not None and server.process.returncode == 0, server.log()
     log = server.log()
     assert "(gunicorn, 2 worker(s) x 4 threads)" in log
-    assert "Using worker: gthread" in log
+    assert "Using worker: agentcore_sync.gunicorn_worker.ThreadWorker" in log
 
 
 def test_serve_a_flask_app_with_a_mounted_agent_and_a_file_path(tmp_path: Path) -> None:

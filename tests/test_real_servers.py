@@ -280,7 +280,7 @@ def test_gunicorn_wsgi_app_with_no_flags_serves_the_flagship_example(tmp_path: P
     server = gunicorn_without_flags(tmp_path, {"SIMPLE_AGENT_PROCESS_SECONDS": "2"})
     with servers.serving(server):
         url = server.url
-        assert "gthread" in server.log(), server.log()
+        assert "Using worker: agentcore_sync.gunicorn_worker.ThreadWorker" in server.log()
         info = requests.post(url + "/invocations", json={}, timeout=5).json()
         assert info["available_actions"] == ["process", "cleanup", "status"]
 

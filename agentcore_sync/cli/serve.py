@@ -21,6 +21,7 @@ from ..runtime import AgentCore
 from ..serving import (
     DEFAULT_THREADS,
     adopt_thread_count,
+    create_server,
     default_host,
     gunicorn_post_worker_init,
     gunicorn_worker_exit,
@@ -28,7 +29,7 @@ from ..serving import (
 
 #: gunicorn settings, the same as the shipped gunicorn.conf.py (the reasons are written there).
 GUNICORN_SETTINGS: dict[str, Any] = {
-    "worker_class": "gthread",
+    "worker_class": "agentcore_sync.gunicorn_worker.ThreadWorker",
     "timeout": 120,
     "graceful_timeout": 30,
     "keepalive": 75,
@@ -130,14 +131,10 @@ def serve_waitress(
     target: Target, host: str, port: int, threads: int, metrics_path: str | None
 ) -> None:
     """Serve on waitress in this process until SIGTERM or Ctrl-C, then shut the agent down."""
-    import waitress
-
     app, runtimes = wsgi_app(target.load(), metrics_path)
     for runtime in runtimes:
         adopt_thread_count(runtime, threads)
-    server = waitress.create_server(
-        app, host=host, port=port, threads=threads, ident="agentcore_sync"
-    )
+    server = create_server(app, host=host, port=port, threads=threads)
     stopping = False
 
     def stop(signum: int, frame: Any) -> None:
