@@ -8,24 +8,28 @@ calls); the run's own measurements are in the tables above them.
 
 BOUNDS: dict[int, str] = {
     1: (
-        "The checks against the official SDK are bounded by the servers themselves: the "
-        "bare WSGI callable on the same gunicorn is the ceiling row of this table, and "
-        "agentcore_sync's /ping runs at about the bare callable's rate on both servers "
-        "(the fast path answers /ping in 2.2 µs in-process, without Flask's per-request "
-        "machinery, when no user hook applies). What is left is the servers' own "
-        "per-request cost on 2 cores shared with wrk; the official SDK's rate varied "
-        "from 2,785 to 4,877 requests/s between full runs on this machine."
+        "agentcore_sync's servers answer a plain GET /ping on their I/O thread "
+        "(agentcore_sync.inline_ping), where the bare callable and the official SDK hand "
+        "every request to a pool thread and back: on gunicorn's gthread that round trip "
+        "was the whole cost of a ping (about 4,000 requests/s through the pool, over "
+        "40,000 inline on the same worker). What is left is wrk's own core: at these "
+        "rates one wrk thread and the server share 2 cores."
     ),
     2: (
         "Against the bare WSGI callable the target is met on both servers; against the "
-        "official SDK, gunicorn is the bound: the bare callable on the same gunicorn is "
-        "the ceiling row. Per call, in-process: bare WSGI echo 4.3 µs; agentcore_sync's "
-        "fast path 19.5 µs (56 µs before the raw WSGI answer and the pre-matched request "
-        "context), of which Flask's request context is 8.4 µs (werkzeug Request 3.4 µs, "
-        "push and pop 5 µs) and the contract 8.4 µs (ids and headers 2.6, bounded body "
-        "read and JSON parse 2.3, JSON answer 1.7, handler call 1.4, admission 0.4). "
-        "Handlers keep a real request context (flask.request, g, session, url_for), as "
-        "SPEC §8 requires."
+        "official SDK on gunicorn, gthread is the bound: the bare callable on the same "
+        "gunicorn is the ceiling row. py-spy --gil on the gunicorn worker under this "
+        "load (500 samples/s for 8 s): the worker holds the GIL in 29% of the samples and "
+        "waits on its thread hand-offs the rest of the time (a pool thread's wake-up, the "
+        "pipe back to the main thread, epoll). Of the samples that hold it, 70% are in "
+        "gunicorn (gthread and its thread pool 23%, HTTP parsing 19%, response writing "
+        "17%) and 30% in the app; the bare callable's split is 72/28. An invocation "
+        "cannot skip the pool as /ping does (figure 1): its handler may block. Per call, "
+        "in-process: bare WSGI echo 4.3 µs; agentcore_sync's fast path 19.5 µs, of which "
+        "Flask's request context is 8.4 µs (werkzeug Request 3.4 µs, push and pop 5 µs) "
+        "and the contract 8.4 µs (ids and headers 2.6, bounded body read and JSON parse "
+        "2.3, JSON answer 1.7, handler call 1.4, admission 0.4). Handlers keep a real "
+        "request context (flask.request, g, session, url_for), as SPEC §8 requires."
     ),
     4: (
         "Every add/complete pair made from idle flips the registry's busy flag twice, "
@@ -57,10 +61,12 @@ BOUNDS: dict[int, str] = {
         "start, /ping p99 30.9 ms."
     ),
     7: (
-        "In-process, a /ping costs the same with 10,000 sleeping tasks as with none "
-        "(2.8 and 3.4 µs, collector on): nothing on the ping path walks the tasks. A "
-        "previous full run measured 0.966x; the ratio moves with the machine's load "
-        "(the official SDK's own ratio moved from 1.018x to 0.90x between two full runs "
-        "here)."
+        "Nothing on the ping path walks the tasks: in-process a /ping costs the same with "
+        "10,000 sleeping tasks as with none (2.8 and 3.4 µs), and on waitress the I/O "
+        "thread answers it alone. Two idle servers measured as this figure measures "
+        "them gave 0.99-1.00x; with the tasks, 0.97-0.98x, the server's CPU time per "
+        "request 25.6 µs against 24.7 µs (py-spy shows the same functions in the same "
+        "shares: a larger heap, not more work). The ratio still moves with the "
+        "machine's load by a few percent between runs."
     ),
 }

@@ -181,10 +181,11 @@ def build() -> list[Figure]:
             7,
             "/ping throughput with 10,000 active tasks",
             "≥ 0.95x with none.",
-            "wrk on GET /ping of the same server with no task, then while the tasks of "
-            "figure 6 sleep, then with no task again once they are over; a round's ratio is "
-            "its loaded run over the mean of the two others, and the figure the median of the "
-            "rounds' ratios.",
+            "Two of the same server, one with the tasks of figure 6 sleeping, the other "
+            "with none; wrk on GET /ping alternates between them in one-second runs (as many "
+            "pairs as a load run has seconds), so that drift falls on both alike. A round's "
+            "ratio is the sum of the loaded runs over the sum of the others; the figure is "
+            "the median of the rounds' ratios.",
             [
                 Metric("rps_none", "requests/s, no task"),
                 Metric("rps_tasks", "requests/s, 10,000 tasks"),

@@ -34,16 +34,21 @@ class Context:
     def start(self, peer: Peer, session_dir: Path):
         return servers.running(peer, session_dir, waitress_threads=self.settings.waitress_threads)
 
-    def load(self, server, path: str, row: Row) -> float:
-        """Successful responses per second of a wrk run (after an unmeasured one)."""
+    def load(self, server, path: str, row: Row, seconds: int | None = None) -> float:
+        """Successful responses per second of a wrk run: of ``seconds`` if given, else
+        of the settings' length after an unmeasured warm-up run."""
         if self.wrk_missing:
             raise MeasureError(self.wrk_missing)
         url = f"http://{server.host}:{server.port}{path}"
         post = path == "/invocations"
         common = {"connections": self.settings.connections, "post_json": post}
-        if self.settings.wrk_warmup_seconds:
-            wrk.run(url, seconds=self.settings.wrk_warmup_seconds, **common)
-        result = wrk.run(url, seconds=self.settings.wrk_seconds, **common)
+        if seconds is None:
+            seconds = self.settings.wrk_seconds
+            if self.settings.wrk_warmup_seconds:
+                wrk.run(url, seconds=self.settings.wrk_warmup_seconds, **common)
+        if not seconds:
+            return 0.0
+        result = wrk.run(url, seconds=seconds, **common)
         if result.non_2xx or result.socket_errors:
             row.notes.append(
                 f"{path}: {result.non_2xx} non-2xx responses, {result.socket_errors} socket "
@@ -168,9 +173,9 @@ def _wait_until_idle(server, timeout: float) -> None:
 def tasks(ctx: Context, started: Figure, loaded: Figure):
     settings = ctx.settings
     count = settings.tasks
-    # The tasks outlive the probing window and the loaded wrk run, with a margin for a
-    # start that takes longer than the window (checked after the run).
-    sleep = settings.tasks_window + settings.wrk_warmup_seconds + settings.wrk_seconds + 2
+    # The tasks outlive the probing window and the loads (two warm-ups, then one-second
+    # slices on two servers), with a margin for wrk's start-up and a slow start.
+    sleep = settings.tasks_window + 2.4 * (settings.wrk_warmup_seconds + settings.wrk_seconds) + 5
 
     def spawn(server, row: Row) -> None:
         rss_before = server.rss_bytes()
@@ -207,25 +212,28 @@ def tasks(ctx: Context, started: Figure, loaded: Figure):
 
     def measure(peer, _round, session_dir):
         row = loaded.row(peer)
-        rps = {}
-        with ctx.start(peer, session_dir) as server:
-            probe.warm_up(server.host, server.port, ECHO_PAYLOAD)
+        # Two of the same server: one gets the tasks, the other none; wrk then
+        # alternates between them in one-second slices (A B A B), so that the
+        # machine's drift, large at these rates, falls on both alike.
+        with ctx.start(peer, session_dir / "none") as idle, ctx.start(peer, session_dir) as busy:
+            for server in (idle, busy):
+                probe.warm_up(server.host, server.port, ECHO_PAYLOAD)
+            spawn(busy, started.row(peer))  # without tasks, neither figure has a value
             with guarded(row):
-                rps["before"] = ctx.load(server, "/ping", row)
-            spawn(server, started.row(peer))  # without tasks, neither figure has a value
-            with guarded(row):
-                rps["tasks"] = ctx.load(server, "/ping", row)
-                _, body = probe.request(server.host, server.port, "GET", "/ping", timeout=10)
-                if not isinstance(body, dict) or body.get("status") != "HealthyBusy":
-                    raise MeasureError(f"the tasks were over before the load was: {body!r}")
-                _wait_until_idle(server, sleep + 30)
-                rps["after"] = ctx.load(server, "/ping", row)
-        if len(rps) == 3:
-            # A B A: the mean of the runs around the loaded one cancels a steady drift.
-            none = (rps["before"] + rps["after"]) / 2
-            row.add("rps_none", none)
-            row.add("rps_tasks", rps["tasks"])
-            row.add("ratio", rps["tasks"] / none)
+                for server in (idle, busy):
+                    ctx.load(server, "/ping", row, seconds=settings.wrk_warmup_seconds)
+                none = tasks = 0.0
+                for _ in range(settings.wrk_seconds):
+                    none += ctx.load(idle, "/ping", row, seconds=1)
+                    tasks += ctx.load(busy, "/ping", row, seconds=1)
+                for server, expected in ((busy, "HealthyBusy"), (idle, "Healthy")):
+                    _, body = probe.request(server.host, server.port, "GET", "/ping", timeout=10)
+                    if not isinstance(body, dict) or body.get("status") != expected:
+                        raise MeasureError(f"/ping after the load: {body!r}, not {expected}")
+                _wait_until_idle(busy, sleep + 30)  # stopped with tasks, it would wait for them
+                row.add("rps_none", none / settings.wrk_seconds)
+                row.add("rps_tasks", tasks / settings.wrk_seconds)
+                row.add("ratio", tasks / none)
 
     take_turns(ctx, "tasks", [started, loaded], started.peers, measure)
 

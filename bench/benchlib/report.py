@@ -106,8 +106,9 @@ def _machine_section(machine: dict) -> list[str]:
         ("packages", ", ".join(f"{k} {v}" for k, v in machine["packages"].items())),
         (
             "wrk",
-            f"{machine['wrk']}, 1 thread, {machine['settings']['connections']} "
-            f"connections, {machine['settings']['wrk_seconds']} s per run",
+            f"{machine['wrk']}, 1 thread pinned to a core of its own, "
+            f"{machine['settings']['connections']} connections, "
+            f"{machine['settings']['wrk_seconds']} s per run",
         ),
         ("waitress", f"{machine['waitress_threads']} threads (every peer on it)"),
         ("gunicorn", conf_text),
