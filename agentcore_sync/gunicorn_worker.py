@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import time
 from collections import deque
 from functools import partial
 from typing import Any
@@ -29,6 +30,8 @@ from gunicorn.workers import gthread
 
 from .inline_ping import MAX_HEAD, InlinePing, is_plain_ping
 
+#: Seconds a stopping worker keeps connections that have not sent a request.
+_STOP_LINGER = getattr(gthread, "STOP_KEEPALIVE_LINGER", 2.0)
 _EXTRA_HEADERS = b"Server: %s\r\nConnection: keep-alive\r\n" % gunicorn.SERVER.encode("latin-1")
 
 
@@ -79,6 +82,17 @@ class ThreadWorker(gthread.ThreadWorker):
             )
             return
         super().enqueue_req(conn)
+
+    def murder_pending(self) -> None:
+        if not self.alive and self._inline is not None:
+            # Stopping. gthread lets a new connection that sends nothing go after
+            # its 5 s wait on a pool thread; kept in the poller instead, it would
+            # hold the worker's exit until its keepalive timeout. So, as gthread
+            # does with idle kept-alive connections, give it a short linger.
+            deadline = time.monotonic() + _STOP_LINGER
+            for conn in self.pending_conns:  # one deadline for all keeps their order
+                conn.timeout = min(conn.timeout, deadline)
+        super().murder_pending()
 
     def on_client_socket_readable(self, conn: Any, client: Any) -> None:
         if not self._answer_ping(conn, self.keepalived_conns):

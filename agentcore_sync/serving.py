@@ -155,7 +155,8 @@ def create_server(wsgi: Any, host: str, port: int, threads: int, **options: Any)
 
     options.setdefault("ident", "agentcore_sync")
     ident = options["ident"]
-    inline = InlinePing.for_served(wsgi, b"Server: %s\r\n" % ident.encode() if ident else b"")
+    server_header = b"Server: %s\r\n" % ident.encode("latin-1") if ident else b""
+    inline = InlinePing.for_served(wsgi, server_header)
     dispatcher = _dispatcher(inline)
     dispatcher.set_thread_count(threads)
     return waitress.create_server(

@@ -9,6 +9,7 @@ in ``tests/apps/ping_app.py``.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -229,6 +230,22 @@ def test_what_the_app_registered_runs_on_ping(kind: str, variant: str, tmp_path:
                 assert_ping(reply)
                 assert reply.headers["x-marked-by"] == variant
         conn.close()
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_an_idle_new_connection_does_not_hold_up_a_stop(kind: str, tmp_path: Path) -> None:
+    # gunicorn's worker keeps a new connection in its poller until the first
+    # request, no longer on a pool thread that gives up after 5 s; stopping must
+    # not wait the whole graceful timeout (30 s) for one that never sends.
+    server = start_server(kind, tmp_path)
+    with servers.serving(server) as running:
+        idle = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+        time.sleep(0.5)
+        began = time.monotonic()
+        running.signal(signal.SIGTERM)
+        assert running.wait(timeout=20) == 0, running.log()
+        assert time.monotonic() - began < 10, running.log()
+        idle.close()
 
 
 def test_gunicorn_access_log_lists_every_ping(tmp_path: Path) -> None:
