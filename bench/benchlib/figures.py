@@ -183,9 +183,9 @@ def build() -> list[Figure]:
             "≥ 0.95x with none.",
             "Two of the same server, one with the tasks of figure 6 sleeping, the other "
             "with none; wrk on GET /ping alternates between them in one-second runs (as many "
-            "pairs as a load run has seconds), so that drift falls on both alike. A round's "
-            "ratio is the sum of the loaded runs over the sum of the others; the figure is "
-            "the median of the rounds' ratios.",
+            "pairs as a load run has seconds, A B B A), so that drift falls on both alike. "
+            "A round's ratio is the sum of the loaded runs over the sum of the others; the "
+            "figure is the median of the rounds' ratios.",
             [
                 Metric("rps_none", "requests/s, no task"),
                 Metric("rps_tasks", "requests/s, 10,000 tasks"),
