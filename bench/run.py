@@ -35,6 +35,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="override the number of A B A B rounds")
     parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: write RESULTS.md and results.png again from results.json",
+    )
+    parser.add_argument(
         "--require-all",
         action="store_true",
         help="exit 1 unless every peer of every figure was measured",

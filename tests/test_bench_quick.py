@@ -32,3 +32,16 @@ def test_quick_benchmark_measures_every_figure(tmp_path):
     ]
     assert results["all_measured"] and results["complete"], missing
     assert (tmp_path / "RESULTS.md").is_file() and (tmp_path / "results.png").is_file()
+
+    # --render writes the same report again from results.json, measuring nothing.
+    written = (tmp_path / "RESULTS.md").read_text()
+    (tmp_path / "RESULTS.md").unlink()
+    render = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--render", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert render.returncode == 0, render.stdout[-3000:] + render.stderr[-3000:]
+    assert (tmp_path / "RESULTS.md").read_text() == written

@@ -16,10 +16,14 @@ BOUNDS: dict[int, str] = {
         "rates one wrk thread and the server share 2 cores."
     ),
     2: (
-        "Against the bare WSGI callable the target is met on both servers; against the "
-        "official SDK on gunicorn, gthread is the bound: the bare callable on the same "
-        "gunicorn is the ceiling row. py-spy --gil on the gunicorn worker under this "
-        "load (500 samples/s for 8 s): the worker holds the GIL in 29% of the samples and "
+        "Against the official SDK on gunicorn, gthread is the bound: the bare callable on "
+        "the same gunicorn is the ceiling row. Against the bare callable the ratio moves "
+        "between runs more than the target's margin: in the four full runs of 2026-11-22, "
+        "0.67-0.78x on waitress and 0.64-0.77x on gunicorn; the in-process cost below did "
+        "not change between them, and a rate of 2,000-4,000 requests/s is where this "
+        "machine's noise is largest (runs of the same server differed by up to 25%). "
+        "py-spy --gil on the gunicorn worker under this load (500 samples/s for 8 s): "
+        "the worker holds the GIL in 29% of the samples and "
         "waits on its thread hand-offs the rest of the time (a pool thread's wake-up, the "
         "pipe back to the main thread, epoll). Of the samples that hold it, 70% are in "
         "gunicorn (gthread and its thread pool 23%, HTTP parsing 19%, response writing "

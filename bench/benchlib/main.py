@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import json
 import shutil
 import signal
 import sys
@@ -77,7 +78,27 @@ def _print_summary(data: dict, out: Path) -> None:
     print(f"bench: wrote {out / 'RESULTS.md'}, {out / 'results.json'}, {out / report.CHART}")
 
 
+def render(out: Path) -> int:
+    """Write RESULTS.md and results.png again from ``out/results.json``: the measured
+    values as they are, the texts (targets, methods, bounds) as they are now."""
+    data = json.loads((out / "results.json").read_text())
+    built = figure_defs.build()
+    by_number = {figure.number: figure for figure in built}
+    for saved in data["figures"]:
+        figure = by_number[saved["figure"]]
+        for saved_row in saved["rows"]:
+            row = figure.rows[saved_row["peer"]]
+            row.samples = {key: list(values) for key, values in saved_row["samples"].items()}
+            row.notes = list(saved_row["notes"])
+            row.not_measured = saved_row["not_measured"]
+    report.write(out, built, data["machine"])
+    print(f"bench: wrote {out / 'RESULTS.md'} again from {out / 'results.json'}")
+    return 0
+
+
 def main(args) -> int:
+    if args.render:
+        return render(Path(args.out).resolve())
     return run(
         quick=args.quick,
         out=Path(args.out).resolve(),
