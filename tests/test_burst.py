@@ -14,10 +14,11 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_stores import wait_until
 
 from agentcore_sync import BedrockAgentCoreApp
 from agentcore_sync.serving import GC_THRESHOLDS
@@ -36,15 +37,6 @@ def app() -> Iterator[BedrockAgentCoreApp]:
     agent.shutdown(grace=0)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def start_sleepers(app: BedrockAgentCoreApp, count: int) -> list[Any]:
     """Start ``count`` coroutine tasks that sleep for a minute, and wait until all run."""
 
@@ -55,7 +47,8 @@ def start_sleepers(app: BedrockAgentCoreApp, count: int) -> list[Any]:
     active = app.get_async_task_info()["active_count"]
     handles = [sleeper.start(60) for _ in range(count)]
     assert wait_until(
-        lambda: all(job["state"] == "running" for job in app.get_async_task_info()["running_jobs"])
+        lambda: all(job["state"] == "running" for job in app.get_async_task_info()["running_jobs"]),
+        timeout=10.0,
     )
     assert app.get_async_task_info()["active_count"] == active + count
     return handles

@@ -55,7 +55,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.02)
+        time.sleep(0.01)
     return True
 
 
