@@ -14,7 +14,8 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 # Threads, not processes: a sync worker serves one request at a time, so a single
 # long invocation would make /ping wait. gthread serves each request on a thread
 # and keeps idle keep-alive connections off the threads; this subclass of it also
-# answers plain pings on its main thread, so they never wait for a thread.
+# answers plain pings on its main thread, so they never wait for a thread, and
+# keeps a connection on its thread while its requests come back to back.
 worker_class = "agentcore_sync.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("AGENTCORE_SYNC_THREADS", "16"))
 

@@ -1,31 +1,40 @@
-"""The shipped config's gunicorn worker: gthread, answering plain pings on its I/O thread.
+"""The shipped config's gunicorn worker: gthread, with fewer trips between its threads.
 
 gthread's main thread polls the connections and hands each request to a pool
-thread, then takes the connection back; for ``/ping`` that round trip costs
-about twenty times what the answer does. Here the main thread looks at a
-readable connection first: when the waiting bytes are exactly one plain
-``GET /ping`` (``inline_ping.is_plain_ping``) and the app allows it, it reads
-them and writes the answer itself. Everything else goes to the pool as in
-gthread. New connections also wait in the poller, not on a pool thread, for
-their first request, so a ping on a fresh connection does not wait for a
-thread either.
+thread, then takes the connection back. Every trip, and every system call that
+releases the GIL on the way, is a thread switch in a busy worker; they, not the
+app, are most of the cost of a small request. So this worker:
 
-It needs the gthread of a recent gunicorn, whose main thread alone keeps the
-idle connections (``keepalived_conns``, ``pending_conns``). With an older
-gunicorn, TLS, access logging or ``pre_request``/``post_request`` hooks, it
-serves every request as gthread does, and says why once in the log.
+- answers a plain ``GET /ping`` on the main thread: when the waiting bytes are
+  exactly one (``inline_ping.is_plain_ping``) and the app allows it, it reads
+  them and writes the answer itself, so a ping never waits for a thread. New
+  connections wait in the poller, not on a pool thread, for their first request.
+- keeps a connection on its pool thread while the client's next request comes
+  within ``NEXT_REQUEST_WAIT`` and no other connection waits for a thread,
+  instead of handing it back to the poller after every answer.
+- skips the socket mode changes that change nothing (``_KeptSocket``) and the
+  bounded drain of a request body the app read to its end.
+
+Everything else is gthread's. It needs the gthread of a recent gunicorn, whose
+main thread alone keeps the idle connections (``keepalived_conns``,
+``pending_conns``). With an older gunicorn, TLS, access logging or
+``pre_request``/``post_request`` hooks, pings go through the pool as in gthread,
+and the log says why once.
 """
 
 from __future__ import annotations
 
+import select
 import selectors
 import socket
+import threading
 import time
 from collections import deque
 from functools import partial
 from typing import Any
 
 import gunicorn
+from gunicorn.http.body import LengthReader
 from gunicorn.workers import gthread
 
 from .inline_ping import MAX_HEAD, InlinePing, is_plain_ping
@@ -33,10 +42,48 @@ from .inline_ping import MAX_HEAD, InlinePing, is_plain_ping
 #: Seconds a stopping worker keeps connections that have not sent a request.
 _STOP_LINGER = getattr(gthread, "STOP_KEEPALIVE_LINGER", 2.0)
 _EXTRA_HEADERS = b"Server: %s\r\nConnection: keep-alive\r\n" % gunicorn.SERVER.encode("latin-1")
+#: Seconds a pool thread waits for the next request on a connection it has just
+#: answered. A client sending requests back to back sends the next one within a
+#: fraction of a millisecond; one that does not is not worth a thread.
+NEXT_REQUEST_WAIT = 0.002
+
+
+class _KeptSocket(socket.socket):
+    """A connection's socket whose mode changes are system calls only when they change it.
+
+    gthread sets blocking mode before each request and the parser restores the
+    timeout after each; each is an ioctl that releases the GIL, which a busy
+    worker pays for with a thread switch. Python keeps the descriptor's mode in
+    step with ``gettimeout()``, so a change to the same timeout changes nothing.
+    """
+
+    __slots__ = ()
+
+    def settimeout(self, value: float | None) -> None:
+        if value != self.gettimeout():
+            super().settimeout(value)
+
+    def setblocking(self, flag: bool) -> None:
+        self.settimeout(None if flag else 0.0)
+
+
+def _body_read_to_end(request: Any) -> bool:
+    """Whether the app read ``request``'s body to its end (``False`` when unsure)."""
+    body = getattr(request, "body", None)
+    if body is None:
+        return True
+    reader = body.reader
+    return (
+        type(reader) is LengthReader
+        and reader.length == 0
+        and not body.buf.tell()
+        and not body.failed
+    )
 
 
 class ThreadWorker(gthread.ThreadWorker):
-    """gthread, with plain pings answered by the main thread.
+    """gthread, with plain pings answered by the main thread and connections kept on
+    their pool thread while their requests come back to back.
 
     ``keepalived_conns`` and ``pending_conns`` are gthread's: touched only by
     the main thread, each ordered by ``conn.timeout``, which is why a
@@ -44,16 +91,28 @@ class ThreadWorker(gthread.ThreadWorker):
     """
 
     _inline: InlinePing | None = None
+    _keeps_connections = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # _waiting_lock guards _waiting. Invariant: _waiting is the number of
+        # connections submitted to the pool whose handle() has not started, so
+        # a pool thread keeps its connection only while no other waits for it.
+        self._waiting_lock = threading.Lock()
+        self._waiting = 0
 
     def run(self) -> None:
+        recent = all(hasattr(self, name) for name in ("keepalived_conns", "pending_conns"))
+        # TLS would hide bytes read ahead in the SSL object from a poll of the socket.
+        self._keeps_connections = recent and not self.cfg.is_ssl
         # The app is loaded and post_worker_init has run: what is served is known.
-        self._inline = self._inline_ping()
+        self._inline = self._inline_ping(recent)
         super().run()
 
-    def _inline_ping(self) -> InlinePing | None:
+    def _inline_ping(self, recent: bool) -> InlinePing | None:
         cfg = self.cfg
         refusal = None
-        if not all(hasattr(self, name) for name in ("keepalived_conns", "pending_conns")):
+        if not recent:
             refusal = f"gunicorn {gunicorn.__version__}'s gthread keeps connections differently"
         elif cfg.is_ssl or getattr(cfg, "protocol", "http") != "http" or not cfg.keepalive:
             refusal = "TLS, a protocol other than HTTP, or keepalive 0 is configured"
@@ -71,7 +130,40 @@ class ThreadWorker(gthread.ThreadWorker):
             self.log.info("Serving /ping on pool threads: the app is wrapped or not the runtime's")
         return inline
 
+    def handle(self, conn: Any) -> Any:
+        """gthread's handle(), then the connection's next requests while they come promptly."""
+        with self._waiting_lock:
+            self._waiting -= 1
+        keepalive = super().handle(conn)
+        while keepalive is True and self._next_request_comes(conn):
+            keepalive = super().handle(conn)
+        return keepalive
+
+    def _next_request_comes(self, conn: Any) -> bool:
+        """Whether the client sent its next request within ``NEXT_REQUEST_WAIT``,
+        when it is worth waiting for: no other connection waits for a thread."""
+        if not self._keeps_connections or not self.alive:
+            return False
+        if conn.parser.unreader.buf.getvalue():
+            return True  # read ahead with the last request
+        with self._waiting_lock:
+            if self._waiting:
+                return False
+        poller = select.poll()
+        poller.register(conn.sock, select.POLLIN)
+        # Readable or hung up: either way handle() reads it next.
+        return bool(poller.poll(NEXT_REQUEST_WAIT * 1000))
+
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        # gthread drains what is left of the body under a timeout, which sets
+        # and restores the socket's timeout even when nothing is left.
+        if keepalive and _body_read_to_end(conn.parser.mesg):
+            return True
+        return super()._keepalive_after(conn, keepalive)  # type: ignore[no-any-return]
+
     def enqueue_req(self, conn: Any) -> None:
+        if type(conn.sock) is socket.socket:
+            conn.sock.__class__ = _KeptSocket  # same layout: only the methods change
         if self._inline is not None and not conn.initialized and not conn.data_ready:
             # A new connection: wait for its first request in the poller, as
             # gthread's own pending connections do, instead of on a pool thread.
@@ -81,6 +173,8 @@ class ThreadWorker(gthread.ThreadWorker):
                 conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
             )
             return
+        with self._waiting_lock:
+            self._waiting += 1
         super().enqueue_req(conn)
 
     def murder_pending(self) -> None:

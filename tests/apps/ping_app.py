@@ -1,7 +1,8 @@
 """An agent for the tests of /ping answered on the server's I/O thread.
 
 ``GET /hold?seconds=s`` holds a server thread (a route of the app's own, which
-the invocation bound does not count); ``{"task": s}`` starts a background task
+the invocation bound does not count); ``/thread`` (GET or POST, whose body it
+does not read) answers which thread served it; ``{"task": s}`` starts a background task
 of ``s`` seconds; any other payload is echoed. ``PING_APP_VARIANT`` adds what
 must send ``/ping`` through the app: ``custom`` (a ``@ping`` function),
 ``middleware`` (WSGI middleware), ``hook`` (an ``after_request`` function);
@@ -13,6 +14,7 @@ the last two mark their answers with an ``X-Marked-By`` header.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -29,6 +31,11 @@ def hold() -> dict[str, Any]:
     seconds = float(request.args.get("seconds", "2"))
     time.sleep(seconds)
     return {"held": seconds}
+
+
+@app.route("/thread", methods=["GET", "POST"])
+def thread() -> dict[str, Any]:
+    return {"thread": threading.get_ident()}
 
 
 @app.async_task
