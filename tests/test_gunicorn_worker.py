@@ -47,7 +47,9 @@ def test_requests_sent_back_to_back_stay_on_their_pool_thread(server: servers.Se
     # in turn: handed back to the poller after each answer, a connection's
     # requests would go round them.
     holders = [
-        threading.Thread(target=requests.get, args=(f"{server.url}/hold?seconds=0.5",))
+        threading.Thread(
+            target=requests.get, args=(f"{server.url}/hold?seconds=0.5",), kwargs={"timeout": 30}
+        )
         for _ in range(4)
     ]
     for holder in holders:
@@ -127,6 +129,8 @@ def test_a_body_ends_where_the_next_request_starts(
             conn.send(request_with_body + THREAD)
             first = conn.reply()
             assert first.status == 200, first
+            if b"/invocations" in request_with_body:
+                assert first.json() == {"a": [1]}
             served_by(conn.reply())
         # A body that arrives in two parts, the second after the answer.
         head, body = request_with_body[:-4], request_with_body[-4:]
@@ -137,7 +141,7 @@ def test_a_body_ends_where_the_next_request_starts(
         else:
             time.sleep(0.1)
             conn.send(body + THREAD)
-            assert conn.reply().status == 200
+            assert conn.reply().json() == {"a": [1]}
         served_by(conn.reply())
     finally:
         conn.close()
