@@ -24,7 +24,7 @@ BOUNDS: dict[int, str] = {
         "system calls per request besides futex (poll, recv, and gunicorn's two sends, "
         "head then body) where plain gthread made 11 (5 ioctl, 2 epoll_ctl and a pipe "
         "write among them), and 53 futex calls per request instead of 91. That took this "
-        "ratio from 1.38x to 1.70-1.75x, and agentcore_sync over the bare callable from 0.64x "
+        "ratio from 1.38x to 1.70-1.94x, and agentcore_sync over the bare callable from 0.64x "
         "to 0.72-0.80x. What is left is the GIL: the worker uses 1.15-1.17 cores (wrk has the "
         "other), 37-44% of it in the kernel handing the GIL between 16 threads at each "
         "system call, about 400 µs of CPU per request for agentcore_sync and 310 µs for "
@@ -55,9 +55,9 @@ BOUNDS: dict[int, str] = {
         "across rounds here, needs 1.2-1.5 µs per pair: the two flips' lock, calls and "
         "records are 0.7 µs of the 1.2. The machine's state moves this ratio most: "
         "on 2026-11-22 the same registry code (also at the commit of the run that met "
-        "the target with 37x) ran 460,000-850,000 pairs/s in separate runs and loops, "
-        "and 515,000-732,000 in the rounds of one run, while the official SDK's rate, "
-        "which waits on its log file, stayed at 17,000-27,000."
+        "the target with 37x) ran 428,000-850,000 pairs/s in separate runs and loops "
+        "(428,000-536,000 in the rounds of the run of 07:41), while the official SDK's "
+        "rate, which waits on its log file, stayed at 16,000-27,000."
     ),
     5: (
         "A plain @async_task call is an add and a complete around the call: from idle, "
