@@ -4,10 +4,11 @@ Code written for the official SDK runs after replacing the import
 ``bedrock_agentcore.runtime`` with ``agentcore_sync``.
 """
 
-from .app import AgentCoreApp, BedrockAgentCoreApp
-from .context import BedrockAgentCoreContext, RequestContext
+from .core.context import BedrockAgentCoreContext, RequestContext
+from .core.executor import TaskHandle
 from .models import PingStatus
-from .runtime import AgentCore
+from .web.agent import AgentCore
+from .web.app import AgentCoreApp, BedrockAgentCoreApp
 
 __all__ = [
     "AgentCore",
@@ -16,4 +17,5 @@ __all__ = [
     "BedrockAgentCoreContext",
     "PingStatus",
     "RequestContext",
+    "TaskHandle",
 ]

@@ -1,8 +1,8 @@
-"""Values of the AgentCore Runtime contract: ping statuses and header names."""
+"""Values of the AgentCore Runtime contract: ping statuses, task states, header names."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class PingStatus(str, Enum):
@@ -14,6 +14,35 @@ class PingStatus(str, Enum):
 
     HEALTHY = "Healthy"
     HEALTHY_BUSY = "HealthyBusy"
+
+
+class TaskState(StrEnum):
+    """Where an active task is, as task info's ``"state"`` reports it.
+
+    A ``StrEnum``: equal to its value, so states read back from JSON (another
+    worker's published tasks) compare equal, and it serializes as that value.
+    """
+
+    #: Submitted to the background executor, waiting for a thread or the loop.
+    QUEUED = "queued"
+    #: Running (every task registered by hand or by ``@async_task`` is).
+    RUNNING = "running"
+
+
+class RecordStatus(StrEnum):
+    """A background task's outcome so far: a record's ``"status"``.
+
+    A ``StrEnum`` for the same reason as :class:`TaskState`: records come back
+    from a store as plain JSON strings, and must compare equal to these.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: Its process ended, or the server shut down, before it finished.
+    INTERRUPTED = "interrupted"
 
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"

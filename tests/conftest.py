@@ -16,5 +16,27 @@ def _isolated_result_store(tmp_path, monkeypatch):
     yield
 
 
+#: Every test says what it needs (setup.cfg registers the markers): at least one of these.
+KIND_MARKERS = ("unit", "e2e", "slow")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a test that carries none of unit/e2e/slow (checked before ``-m`` deselects)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if not any(item.get_closest_marker(kind) for kind in KIND_MARKERS)
+    ]
+    if unmarked:
+        shown = "\n  ".join(unmarked[:20]) + ("\n  ..." if len(unmarked) > 20 else "")
+        raise pytest.UsageError(
+            f"{len(unmarked)} test(s) carry none of the markers {', '.join(KIND_MARKERS)}; "
+            "give the module a `pytestmark = pytest.mark.<kind>` line "
+            f"(unit: no sockets or subprocesses; e2e: real servers; slow: soak, bench, load):\n  "
+            + shown
+        )
+
+
 def running_in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"

@@ -17,6 +17,8 @@ import pytest
 import agentcore_sync
 from agentcore_sync import AgentCore, AgentCoreApp, BedrockAgentCoreApp, PingStatus, RequestContext
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # -- project shape -------------------------------------------------------------

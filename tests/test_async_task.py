@@ -17,6 +17,8 @@ import pytest
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
 
+pytestmark = pytest.mark.unit
+
 HEALTHY, BUSY = PingStatus.HEALTHY, PingStatus.HEALTHY_BUSY
 
 

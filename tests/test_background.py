@@ -17,10 +17,12 @@ from collections import Counter
 import pytest
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
-from agentcore_sync.executor import ShuttingDown
-from agentcore_sync.logging import JSONFormatter
-from agentcore_sync.loop import ContainedExit
+from agentcore_sync.core.executor import ShuttingDown
+from agentcore_sync.core.loop import ContainedExit
+from agentcore_sync.observability.logging import JSONFormatter
 from agentcore_sync.stores import open_store
+
+pytestmark = pytest.mark.unit
 
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
@@ -249,7 +251,7 @@ def test_a_coroutine_cancelled_before_the_loop_starts_it_never_runs(app):
         ran.append(True)
 
     busy = threading.Event()
-    app._loop.loop.call_soon_threadsafe(busy.wait, 5)  # the loop starts nothing meanwhile
+    app.runtime.loop.loop.call_soon_threadsafe(busy.wait, 5)  # the loop starts nothing meanwhile
     coroutine = work()
     handles = [app.submit(work), app.submit(coroutine)]
     assert all(handle.cancel() for handle in handles)
@@ -341,7 +343,7 @@ def test_shutdown_stops_new_work_waits_then_records_interrupted(tmp_path):
 def test_many_threads_starting_completing_and_polling(app):
     """At the end the registry is empty and every task has exactly one terminal record."""
     terminal_puts: Counter[int] = Counter()
-    store = app._result_store()
+    store = app.runtime.result_store()
     inner_put = store.inner.put
 
     def counting_put(record):

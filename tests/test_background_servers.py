@@ -12,6 +12,8 @@ import servers
 
 from agentcore_sync.stores import open_store
 
+pytestmark = pytest.mark.e2e
+
 TERMINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 APP = "background_app:app"
 

@@ -21,8 +21,10 @@ import pytest
 from test_stores import wait_until
 
 from agentcore_sync import BedrockAgentCoreApp
-from agentcore_sync.serving import GC_THRESHOLDS
+from agentcore_sync.servers.serving import GC_THRESHOLDS
 from agentcore_sync.stores import MemoryStore, ResilientStore, resilient
+
+pytestmark = pytest.mark.unit
 
 #: Objects one collection may walk during a burst, a few milliseconds with the GIL held:
 #: more than the 12,000 the thresholds aim at, as the collector counts allocations less

@@ -22,6 +22,8 @@ import pytest
 import requests
 import servers
 
+pytestmark = pytest.mark.e2e
+
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 CLI = [sys.executable, "-m", "agentcore_sync"]
 CLI_TIMEOUT = 30.0
@@ -242,7 +244,7 @@ def test_serve_on_gunicorn_with_workers_and_metrics(tmp_path: Path) -> None:
     assert server.process is not None and server.process.returncode == 0, server.log()
     log = server.log()
     assert "(gunicorn, 2 worker(s) x 4 threads)" in log
-    assert "Using worker: agentcore_sync.gunicorn_worker.ThreadWorker" in log
+    assert "Using worker: agentcore_sync.servers.gunicorn_worker.ThreadWorker" in log
 
 
 def test_serve_a_flask_app_with_a_mounted_agent_and_a_file_path(tmp_path: Path) -> None:

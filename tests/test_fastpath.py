@@ -11,10 +11,13 @@ import pytest
 from flask import g, request, request_started
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from agentcore_sync import BedrockAgentCoreApp, headers
-from agentcore_sync.context import _new_request_id
-from agentcore_sync.fastpath import _InvocationContext
-from agentcore_sync.responses import JSONReply
+from agentcore_sync import BedrockAgentCoreApp
+from agentcore_sync.core import headers
+from agentcore_sync.core.context import _new_request_id
+from agentcore_sync.web.flask31 import InvocationContext as _InvocationContext
+from agentcore_sync.web.responses import JSONReply
+
+pytestmark = pytest.mark.unit
 
 
 def make_app():
@@ -57,8 +60,8 @@ def test_fast_path_serves_what_the_full_path_serves():
         assert ping.status_code == 200 and ping.mimetype == "application/json"
         assert set(ping.json) == {"status", "time_of_last_update"}
         assert client.post("/invocations", data=b"{").status_code == 400
-    assert fast._fast_path._setup_allows is True
-    assert slow._fast_path._setup_allows is False
+    assert fast.fast_path._setup_allows is True
+    assert slow.fast_path._setup_allows is False
 
 
 def test_hooks_registered_by_the_user_run_on_both_routes():
@@ -192,7 +195,7 @@ def test_handler_sees_the_url_rule_as_flask_matching_sets_it():
     assert answers[0].json["endpoint"] == "agentcore.invocations"
     assert answers[0].json["url"] == "http://agent.example:8080/ping"
     assert answers[0].json["view_args"] == {}
-    assert fast._fast_path._setup_allows is True
+    assert fast.fast_path._setup_allows is True
 
 
 def test_session_with_a_secret_key_works_in_a_handler_on_the_fast_path():
@@ -211,7 +214,7 @@ def test_session_with_a_secret_key_works_in_a_handler_on_the_fast_path():
     replies = [app.test_client().post("/invocations", json={}) for app in (fast, full)]
     assert [r.headers.get("Vary") for r in replies] == ["Cookie", "Cookie"]
     assert all("session=" in r.headers["Set-Cookie"] for r in replies)
-    assert fast._fast_path._setup_allows is True
+    assert fast.fast_path._setup_allows is True
 
 
 def test_after_this_request_runs_on_the_fast_path():
@@ -292,7 +295,7 @@ def test_an_override_of_flasks_dispatch_takes_the_full_path():
     client = app.test_client()
     assert client.post("/invocations", json={}).headers["X-Tagged"] == "yes"
     assert client.get("/ping").headers["X-Tagged"] == "yes"
-    assert app._fast_path._setup_allows is False
+    assert app.fast_path._setup_allows is False
 
 
 def test_the_invocation_context_has_what_flasks_request_context_has():
@@ -300,7 +303,7 @@ def test_the_invocation_context_has_what_flasks_request_context_has():
     app.test_client().get("/ping")  # freezes the setup: the known rule
     environ = EnvironBuilder(path="/invocations", method="POST", data=b"{}").get_environ()
     flasks = app.request_context(dict(environ))
-    ours = _InvocationContext(app, dict(environ), rule=app._fast_path._invocations_rule)
+    ours = _InvocationContext(app, dict(environ), rule=app.fast_path._invocations_rule)
     for ctx in (flasks, ours):
         with ctx:
             assert ctx.url_adapter is not None
@@ -331,7 +334,7 @@ def test_the_invocation_context_has_what_flasks_request_context_has():
 def test_both_paths_answer_the_same_bytes(body, headers):
     fast, full = fast_and_full()
     for app in (fast, full):
-        app.max_body_size = 1000
+        app.runtime.max_body_size = 1000
 
         @app.entrypoint
         def handler(payload):
@@ -344,20 +347,20 @@ def test_both_paths_answer_the_same_bytes(body, headers):
     fast_answer, full_answer = (wsgi_call(app, body=body, headers=headers) for app in (fast, full))
     assert fast_answer == full_answer
     assert ("Content-Type", "application/json") in fast_answer[1]
-    assert fast._fast_path._setup_allows is True
+    assert fast.fast_path._setup_allows is True
 
 
 def test_a_refusal_for_saturation_is_the_same_on_both_paths():
     fast, full = fast_and_full()
     answers = []
     for app in (fast, full):
-        app._limiter.limit = 1
+        app.runtime.limiter.limit = 1
         app.entrypoint(lambda payload: payload)
-        app._limiter.try_acquire()  # one invocation in flight: the next is refused
+        app.runtime.limiter.try_acquire()  # one invocation in flight: the next is refused
         try:
             answers.append(wsgi_call(app, body=b"{}"))
         finally:
-            app._limiter.release()
+            app.runtime.limiter.release()
     assert answers[0] == answers[1]
     status, headers, body = answers[0]
     assert status == "503 SERVICE UNAVAILABLE"

@@ -43,6 +43,8 @@ from soak import ACTION, TERMINAL, Client, hardening_server, wait_for
 
 from agentcore_sync.stores import open_store
 
+pytestmark = pytest.mark.e2e
+
 PING_WITHIN = 1.0
 #: ping_timeout of each server kind in the module-scoped servers (None: the default).
 PING_TIMEOUTS = {"waitress": None, "gunicorn": 0.2}

@@ -22,7 +22,9 @@ from gunicorn.http.body import Body, ChunkedReader, LengthReader
 from gunicorn.http.unreader import IterUnreader
 from test_inline_ping import RawConnection
 
-from agentcore_sync.gunicorn_worker import _body_read_to_end, _KeptSocket
+from agentcore_sync.servers.gunicorn_worker import _body_read_to_end, _KeptSocket
+
+pytestmark = pytest.mark.e2e
 
 THREAD = b"GET /thread HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

@@ -61,6 +61,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from soak import ACTION, Client, serving_hardening, wait_for
 
+pytestmark = pytest.mark.e2e
+
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 REQUEST_ID = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
 MARKER = "FORGED"

@@ -28,11 +28,13 @@ from servers import Reply, parse_sse
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp, PingStatus, RequestContext
-from agentcore_sync.context import BedrockAgentCoreContext
+from agentcore_sync.core.context import BedrockAgentCoreContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
 
 import contract_app
+
+pytestmark = [pytest.mark.unit, pytest.mark.contract]
 
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 REQUEST_ID = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
@@ -537,7 +539,7 @@ def test_ping_never_answers_5xx(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("status computation failed")
 
     # White-box: make the status computation itself fail.
-    monkeypatch.setattr(app._ping, "snapshot", broken)
+    monkeypatch.setattr(app.runtime.ping_status, "snapshot", broken)
     reply = target.ping()
     assert reply.status == 200
     assert reply.json()["status"] == "Healthy"

@@ -24,7 +24,9 @@ from flask import Flask
 from servers import Reply
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
-from agentcore_sync.inline_ping import MAX_HEAD, InlinePing, is_plain_ping
+from agentcore_sync.servers.inline_ping import MAX_HEAD, InlinePing, is_plain_ping
+
+pytestmark = pytest.mark.e2e
 
 SERVER_KINDS = ["gunicorn", "app.run"]
 THREADS = 4

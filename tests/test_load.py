@@ -31,6 +31,8 @@ import servers
 from soak import ACTION, Client, hardening_server, wait_for
 from test_hostile_input import PingMonitor
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 CLIENTS = 64
 SECONDS = float(os.environ.get("LOAD_SECONDS", "6"))
 PING_WITHIN = 1.0

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from agentcore_sync import BedrockAgentCoreApp
-from agentcore_sync.logging import JSONFormatter
+from agentcore_sync.observability.logging import JSONFormatter
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"

@@ -1,4 +1,4 @@
-"""Prometheus metrics (``agentcore_sync.metrics``): what they count, where they are served.
+"""Prometheus metrics (``observability.metrics``): what they count, where they are served.
 
 Scrapes are parsed with prometheus_client's own parser, so the exposition is
 checked to be valid, not just to contain some text.
@@ -18,7 +18,14 @@ import servers
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp
-from agentcore_sync.metrics import MetricsUnavailable, enable_metrics, metrics_registry, outcome
+from agentcore_sync.observability.metrics import (
+    MetricsUnavailable,
+    enable_metrics,
+    metrics_registry,
+    outcome,
+)
+
+pytestmark = pytest.mark.e2e
 
 
 def scrape(client: Any, path: str = "/metrics") -> dict[tuple[str, tuple], float]:

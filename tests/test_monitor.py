@@ -40,6 +40,8 @@ from agentcore_sync.cli.lifecycle import (
     Tasks,
 )
 
+pytestmark = pytest.mark.e2e
+
 T0 = 1_800_000_000.0
 
 # -- the simulation --------------------------------------------------------------

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
-from agentcore_sync.busy import BusyFlag
-from agentcore_sync.ping import PingTracker, _change_log
+from agentcore_sync.core.busy import BusyFlag
+from agentcore_sync.core.ping import PingTracker, _change_log
+
+pytestmark = pytest.mark.unit
 
 HEALTHY, BUSY = PingStatus.HEALTHY, PingStatus.HEALTHY_BUSY
 
@@ -289,7 +291,7 @@ def test_a_burst_of_tasks_is_logged_in_few_lines_counting_every_change(
     assert len(lines) < pairs / 10, "bursts are counted, not written line by line"
     assert "task 'tiny' finished" in lines[-1].getMessage()
     # time_of_last_update is the time of the last change, not of the ping.
-    status, changed_at = app._ping.snapshot()
+    status, changed_at = app.runtime.ping_status.snapshot()
     assert status is HEALTHY and finished_by - 1 < changed_at <= finished_by
 
 

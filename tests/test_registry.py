@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
-from agentcore_sync.busy import BusyFlag
-from agentcore_sync.registry import TaskRegistry
+from agentcore_sync.core.busy import BusyFlag
+from agentcore_sync.core.registry import TaskRegistry
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
@@ -122,7 +124,7 @@ def test_the_busy_flag_agrees_with_the_tasks_whenever_the_threads_stop(
 ) -> None:
     """Adds and completes take no lock while the set stays non-empty: races with the
     flips of emptiness must still leave the flag (and the status) right."""
-    registry = app._registry
+    registry = app.runtime.registry
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # a thread switch at almost every bytecode
     try:

@@ -31,7 +31,9 @@ from soak import ACTION, Client, hardening_server, serving_hardening, wait_for
 from test_hostile_input import REQUEST_ID, SESSION, exchange_once, head, parse_answer
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp
-from agentcore_sync.runtime import DEFAULT_MAX_BODY_SIZE
+from agentcore_sync.core.runtime import DEFAULT_MAX_BODY_SIZE
+
+pytestmark = pytest.mark.e2e
 
 LIMIT = 64 * 1024  # hardening_app's body limit
 INTERNALS = ("Traceback", 'File "', "/work/", ".py", "hunter2", "/srv/secret")
@@ -59,7 +61,7 @@ def client(server: Any) -> Iterator[Client]:
 
 def test_debug_is_off_by_default() -> None:
     app = BedrockAgentCoreApp(result_store="memory://", configure_logging=False)
-    assert app.debug is False
+    assert app.runtime.debug is False
     assert AgentCore(result_store="memory://", configure_logging=False).debug is False
 
 

@@ -24,6 +24,8 @@ from conftest import running_in_ci
 
 from agentcore_sync import BedrockAgentCoreApp, PingStatus
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The seed's asyncio.sleep(30) and sleep(10) become 1.2 s and 0.4 s.

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import soak
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 FULL = os.environ.get("SOAK", "").lower() == "full"
 
 

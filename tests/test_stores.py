@@ -25,6 +25,8 @@ from agentcore_sync.stores import (
     redact_url,
 )
 
+pytestmark = pytest.mark.e2e
+
 # The redis_server, redis_url and redis_server_factory fixtures.
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,10 @@ import pytest
 import requests
 import servers
 
-from agentcore_sync.admission import InvocationLimiter
-from agentcore_sync.cluster import WorkerBoard
+from agentcore_sync.core.admission import InvocationLimiter
+from agentcore_sync.core.cluster import WorkerBoard
+
+pytestmark = pytest.mark.e2e
 
 APP = "background_app:app"
 FRESH = {"Connection": "close"}

@@ -75,7 +75,7 @@ class TaskGroup:
 
 @dataclass(frozen=True)
 class Tasks:
-    """What the agent's metrics tell about its work (see ``agentcore_sync.metrics``)."""
+    """What the agent's metrics tell about its work (``observability.metrics``)."""
 
     queued: int = 0
     running: int = 0

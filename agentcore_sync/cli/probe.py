@@ -100,7 +100,7 @@ class AgentProbe:
 
 
 def parse_metrics(text: str) -> Tasks | None:
-    """The tasks and counters in an ``agentcore_sync.metrics`` exposition; ``None`` if absent."""
+    """The tasks and counters in the runtime's metrics exposition; ``None`` if absent."""
     from prometheus_client.parser import text_string_to_metric_families
 
     samples: dict[str, list[Any]] = {}

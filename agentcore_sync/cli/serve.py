@@ -2,7 +2,8 @@
 
 Either server gets the settings that keep ``/ping`` answered behind long
 invocations (threads, an invocation bound below the thread count, long
-timeouts), the same as ``app.run()`` and the shipped ``gunicorn.conf.py``.
+timeouts): waitress through ``servers.serving.serve``, as ``app.run()``;
+gunicorn through ``servers.gunicorn_config``, as ``gunicorn.conf.py``.
 """
 
 from __future__ import annotations
@@ -10,33 +11,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..runtime import AgentCore
-from ..serving import (
-    DEFAULT_THREADS,
-    adopt_thread_count,
-    create_server,
-    default_host,
-    gunicorn_post_worker_init,
-    gunicorn_worker_exit,
-)
-
-#: gunicorn settings, the same as the shipped gunicorn.conf.py (the reasons are written there).
-GUNICORN_SETTINGS: dict[str, Any] = {
-    "worker_class": "agentcore_sync.gunicorn_worker.ThreadWorker",
-    "timeout": 120,
-    "graceful_timeout": 30,
-    "keepalive": 75,
-    "post_worker_init": gunicorn_post_worker_init,
-    "worker_exit": gunicorn_worker_exit,
-    "proc_name": "agentcore-sync",
-}
+from ..core.runtime import Runtime
+from ..servers import gunicorn_config
+from ..servers.serving import DEFAULT_THREADS, default_host, runtimes_of
+from ..servers.serving import serve as serve_on_waitress
 
 
 class Target:
@@ -90,37 +74,39 @@ class Target:
                 obj = getattr(obj, part)
             except AttributeError:
                 raise ValueError(f"module {self.module!r} has no attribute {self.attr!r}") from None
-        if not callable(obj) and not isinstance(obj, AgentCore):
+        if not callable(obj) and not isinstance(obj, Runtime):
             raise ValueError(f"{self.text} is a {type(obj).__name__}, not an app")
         return obj
 
 
-def wsgi_app(obj: Any, metrics_path: str | None) -> tuple[Any, list[AgentCore]]:
+def wsgi_app(obj: Any, metrics_path: str | None) -> tuple[Any, list[Runtime]]:
     """The WSGI application serving ``obj``, and the runtimes it serves.
 
     ``obj`` is a ``BedrockAgentCoreApp``, an ``AgentCore`` (served alone), or any
     WSGI app (a Flask app with an agent mounted into it).
     """
-    if isinstance(obj, AgentCore):
+    if isinstance(obj, Runtime):
         runtimes = [obj]
-        app = obj.wsgi_app_for_serving()
+        app = obj.wsgi_app_for_serving()  # type: ignore[attr-defined]
     else:
         app = obj
         mounted = getattr(app, "blueprints", {}).values()
-        runtimes = [r for r in AgentCore.instances if any(bp is r.blueprint for bp in mounted)]
-        if not runtimes:  # not a Flask app (middleware, say): every agent of this process
-            runtimes = list(AgentCore.instances)
+        runtimes = [
+            r
+            for r in Runtime.instances
+            if any(bp is getattr(r, "blueprint", None) for bp in mounted)
+        ] or runtimes_of(app)
     if metrics_path:
-        from ..metrics import enable_metrics
+        from ..observability.metrics import enable_metrics
 
         if len(runtimes) != 1:
             raise ValueError(
                 f"--metrics-path serves the metrics of one agent; this app has {len(runtimes)}"
             )
         blueprint = enable_metrics(runtimes[0], metrics_path)
-        # A BedrockAgentCoreApp has the route already; an app of one's own gets it here,
-        # unless it mounted the blueprint itself.
-        if app is not runtimes[0] and blueprint.name not in getattr(app, "blueprints", {}):
+        # The app gets the route here, unless it has it already (mounted by the user,
+        # or by the runtime's own metrics_path).
+        if blueprint.name not in getattr(app, "blueprints", {}):
             if not hasattr(app, "register_blueprint"):
                 raise ValueError("--metrics-path needs a Flask app to add its route to")
             app.register_blueprint(blueprint)
@@ -132,29 +118,10 @@ def serve_waitress(
 ) -> None:
     """Serve on waitress in this process until SIGTERM or Ctrl-C, then shut the agent down."""
     app, runtimes = wsgi_app(target.load(), metrics_path)
-    for runtime in runtimes:
-        adopt_thread_count(runtime, threads)
-    server = create_server(app, host=host, port=port, threads=threads)
-    stopping = False
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        if not stopping:  # a second signal must not cut the graceful shutdown short
-            stopping = True
-            raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     click.echo(
         f"Serving {target.text} on http://{host}:{port} (waitress, {threads} threads)", err=True
     )
-    try:
-        server.run()  # returns on SIGTERM or Ctrl-C: waitress catches the SystemExit
-    finally:
-        click.echo("Stopping: no new requests; waiting for background tasks", err=True)
-        server.close()
-        for runtime in runtimes:
-            runtime.shutdown()
+    serve_on_waitress(app, runtimes, port=port, host=host, threads=threads)
 
 
 def serve_gunicorn(
@@ -172,7 +139,8 @@ def serve_gunicorn(
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             settings = {
-                **GUNICORN_SETTINGS,
+                **gunicorn_config.SETTINGS,
+                "proc_name": "agentcore-sync",
                 "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
                 "threads": threads,
                 "workers": workers,
@@ -254,7 +222,7 @@ def serve(
             f"--workers {workers} needs --server gunicorn: waitress is one process with threads"
         )
     if metrics_path is not None:
-        from ..metrics import MetricsUnavailable, check_path, require_prometheus
+        from ..observability.metrics import MetricsUnavailable, check_path, require_prometheus
 
         try:
             check_path(metrics_path)

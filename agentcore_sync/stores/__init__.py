@@ -21,6 +21,8 @@ import json
 import re
 from typing import Any
 
+from agentcore_sync.models import RecordStatus
+
 __all__ = [
     "UNFINISHED_STATUSES",
     "InvalidRecordError",
@@ -33,8 +35,12 @@ __all__ = [
     "redact_url",
 ]
 
-#: Statuses of a task that has not finished yet; ``unfinished()`` returns these.
-UNFINISHED_STATUSES: frozenset[str] = frozenset({"queued", "running"})
+#: Statuses of a task that has not finished yet; ``unfinished()`` returns these. A
+#: record decoded from JSON holds plain strings, which are in this set all the same
+#: (a StrEnum member hashes and compares as its value).
+UNFINISHED_STATUSES: frozenset[RecordStatus] = frozenset(
+    {RecordStatus.QUEUED, RecordStatus.RUNNING}
+)
 
 #: Default record lifetime, in seconds after the record's last put.
 DEFAULT_TTL = 86400.0

@@ -87,7 +87,8 @@ class ResilientStore(ResultStore):
         self._drop_logged_at = float("-inf")
         # Held by the one thread writing pending records to inner. Invariant: a task's
         # records reach inner in the order they were put; no writer can land an older
-        # version after a newer one.
+        # version after a newer one. Lock order: this one, then _pending_lock (and the
+        # inner store's own); never the other way round.
         self._write_lock = threading.Lock()
         # Guards _read_logged_at and _read_errors_unlogged: read failures are logged at
         # most once per LOG_INTERVAL, with the count of those not logged since.

@@ -66,7 +66,8 @@ class SQLiteStore(ResultStore):
             self._set_up(self._connection())
         for suffix in ("", "-wal", "-shm"):
             _make_owner_only(self.path + suffix)
-        _forget_connection_after_fork(self)
+        # A forked child (gunicorn's preload) must not use the parent's connection.
+        _live.add(self)
 
     @classmethod
     def from_url(cls, url: str, ttl: float = DEFAULT_TTL) -> SQLiteStore:
@@ -209,16 +210,17 @@ class SQLiteStore(ResultStore):
         self._lock = threading.Lock()
 
 
-def _forget_connection_after_fork(store: SQLiteStore) -> None:
-    """Have a forked child (gunicorn's preload) reset ``store`` without keeping it alive."""
-    ref = weakref.ref(store)
+# The stores of this process, held weakly: one at-fork hook for all of them, rather
+# than one per store, which would pile up with every store opened and never go.
+_live: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
 
-    def reset() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._after_fork_in_child()
 
-    os.register_at_fork(after_in_child=reset)
+def _forget_connections_after_fork() -> None:
+    for store in list(_live):
+        store._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
 def _make_private_dirs(directory: str) -> None:

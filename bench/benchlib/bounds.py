@@ -9,7 +9,7 @@ calls); the run's own measurements are in the tables above them.
 BOUNDS: dict[int, str] = {
     1: (
         "agentcore_sync's servers answer a plain GET /ping on their I/O thread "
-        "(agentcore_sync.inline_ping), where the bare callable and the official SDK hand "
+        "(agentcore_sync.servers.inline_ping), where the bare callable and the official SDK hand "
         "every request to a pool thread and back: on gunicorn's gthread that round trip "
         "was the whole cost of a ping (about 4,000 requests/s through the pool, over "
         "40,000 inline on the same worker). What is left is wrk's own core: at these "
@@ -20,7 +20,7 @@ BOUNDS: dict[int, str] = {
         "ceiling row; 2.0x the SDK needs about 0.94x of it. The shipped worker keeps a "
         "connection on its pool thread while its requests come back to back, and skips "
         "socket mode changes that change nothing and the drain of a body read to its end "
-        "(agentcore_sync.gunicorn_worker): strace of the worker under this load counts 4 "
+        "(agentcore_sync.servers.gunicorn_worker): strace of the worker under this load counts 4 "
         "system calls per request besides futex (poll, recv, and gunicorn's two sends, "
         "head then body) where plain gthread made 11 (5 ioctl, 2 epoll_ctl and a pipe "
         "write among them), and 53 futex calls per request instead of 91. That took this "

@@ -15,7 +15,7 @@ import time
 from flask import Flask
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp
-from agentcore_sync.metrics import enable_metrics
+from agentcore_sync.observability.metrics import enable_metrics
 
 app = BedrockAgentCoreApp()
 enable_metrics(app, "/metrics")

@@ -25,7 +25,7 @@ from werkzeug.exceptions import Conflict
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from agentcore_sync import BedrockAgentCoreApp, RequestContext
-from agentcore_sync.context import BedrockAgentCoreContext
+from agentcore_sync.core.context import BedrockAgentCoreContext
 
 MAX_BODY_SIZE = int(os.environ.get("CONTRACT_MAX_BODY_SIZE", str(1 << 20)))
 

@@ -111,7 +111,7 @@ def _on_task_finished(record: dict[str, Any]) -> None:
         _final_statuses[status] = _final_statuses.get(status, 0) + 1
 
 
-app.task_listeners.append(_on_task_finished)
+app.runtime.task_listeners.append(_on_task_finished)
 
 
 # -- background work ---------------------------------------------------------------
@@ -340,7 +340,7 @@ def handler(payload: Any, context: RequestContext) -> Any:
     count = int(payload.get("count", 3))
     interval = float(payload.get("interval", 0.0))
     if action == "info":
-        return {**app.get_async_task_info(), "in_flight": app._limiter.in_flight}
+        return {**app.get_async_task_info(), "in_flight": app.runtime.limiter.in_flight}
     if action == "proc":
         return proc_status()
     if action == "raise":
@@ -358,7 +358,7 @@ def handler(payload: Any, context: RequestContext) -> Any:
     if action == "keyboard_interrupt":
         raise KeyboardInterrupt("handler KeyboardInterrupt")
     if action == "coroutine_exit":
-        return app._loop.run(exiting_coroutine(payload.get("how", "system_exit")))
+        return app.runtime.loop.run(exiting_coroutine(payload.get("how", "system_exit")))
     if action == "os_exit":
         os._exit(int(payload.get("code", 7)))
     if action == "stream":

@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..models import PingStatus
 from .busy import BusyFlag, Flip
-from .models import PingStatus
 from .pool import ThreadPool
 
 if TYPE_CHECKING:
@@ -62,10 +62,17 @@ class PingTracker:
         #: Shared with the other workers of a gunicorn server, once joined.
         self.board: WorkerBoard | None = None
         self._hung: concurrent.futures.Future[Any] | None = None
+        # The custom function's latest answer and the function that gave it; None
+        # once its latest call failed or hung. Replaced whole, one reference at a
+        # time, so it needs no lock: whoever reads it gets one answer or the other.
+        self._last_custom: tuple[Callable[[], PingStatus | str], PingStatus] | None = None
         # _lock guards _status, _changed_at, _seen and _unlogged. Invariants:
         # _changed_at is the wall-clock time at which the status last became
         # _status; _seen[i] is whether _flags[i] was busy as of its last flip
         # taken; _unlogged holds the changes not yet handed to the log, in order.
+        # Lock order: this one, then the flags' sources' (take() under it); the
+        # custom function and the flags' settle hooks run without it; the board
+        # is read and written under it but takes no lock of its own for that.
         self._lock = threading.Lock()
         self._status = _HEALTHY
         self._changed_at = time.time()
@@ -77,11 +84,28 @@ class PingTracker:
         self._warned_recursion = False
 
     def current(self, cause: str | None = None) -> PingStatus:
-        """The status now; a change is recorded at once and logged soon after."""
-        status = self._settle(self._override(ask_custom=True), cause)
-        if self._unlogged:
-            _change_log.schedule(self)
-        return status
+        """The status now; a change is recorded at once and logged soon after.
+
+        Asks the custom function: for ``/ping`` and ``get_current_ping_status()``.
+        """
+        return self._decide(ask_custom=True, cause=cause)
+
+    def current_without_custom(self, cause: str | None = None) -> PingStatus:
+        """The status now, as far as it is known without asking the custom function.
+
+        The forced status, else the custom function's latest answer, else the
+        automatic status. For the runtime's own bookkeeping (a task's end, a
+        forced status cleared): a custom function may be slow, and must only
+        cost the callers that asked for it.
+        """
+        return self._decide(ask_custom=False, cause=cause)
+
+    def force(self, status: PingStatus | None) -> None:
+        """Report ``status`` whatever else holds, until forced to None."""
+        self.forced = status
+        self.current_without_custom(
+            cause="forced" if status is not None else "forced status cleared"
+        )
 
     def snapshot(self) -> tuple[PingStatus, float]:
         """The status and the time it last changed, as ``/ping`` reports them."""
@@ -90,8 +114,17 @@ class PingTracker:
 
     # -- deciding -----------------------------------------------------------
 
+    def _decide(self, ask_custom: bool, cause: str | None) -> PingStatus:
+        status = self._settle(self._override(ask_custom), cause)
+        if self._unlogged:
+            _change_log.schedule(self)
+        return status
+
     def _settle(self, override: Decision | None, cause: str | None = None) -> PingStatus:
         """Take the flags' flips, then decide the status now; changes are recorded."""
+        for flag in self._flags:
+            if flag.settle is not None:
+                flag.settle()
         board = self.board
         others_busy = board is not None and board.others_busy()
         with self._lock:
@@ -114,8 +147,10 @@ class PingTracker:
     def _override(self, ask_custom: bool) -> Decision | None:
         """The forced status or the custom function's; None for the automatic one.
 
-        Without ``ask_custom`` (the log thread), a custom function is taken to
-        still answer what it last did: only a ping asks it again.
+        Without ``ask_custom`` (the log thread, a task's end), a custom function
+        is taken to still answer what it last did, and the automatic status is
+        used if it has no answer yet (or its latest call failed): only a ping
+        asks it again.
         """
         forced = self.forced
         if forced is not None:
@@ -124,7 +159,10 @@ class PingTracker:
         if custom is None:
             return None
         if not ask_custom:
-            return self._status, "custom ping function"
+            last = self._last_custom
+            if last is not None and last[0] is custom:
+                return last[1], "custom ping function"
+            return None
         if getattr(self._local, "in_custom", False):
             if not self._warned_recursion:
                 self._warned_recursion = True
@@ -138,6 +176,7 @@ class PingTracker:
     def _call_custom(self, custom: Callable[[], PingStatus | str]) -> Decision | None:
         hung = self._hung
         if hung is not None and not hung.done():
+            self._last_custom = None
             return None
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -155,7 +194,7 @@ class PingTracker:
         context = contextvars.copy_context()
         self._custom_thread.submit(lambda: context.run(run))
         try:
-            return PingStatus(future.result(self.custom_timeout)), "custom ping function"
+            status = PingStatus(future.result(self.custom_timeout))
         except concurrent.futures.TimeoutError:
             self._hung = future
             logger.warning(
@@ -169,6 +208,10 @@ class PingTracker:
                 type(exc).__name__,
                 exc,
             )
+        else:
+            self._last_custom = custom, status
+            return status, "custom ping function"
+        self._last_custom = None
         return None
 
     # -- recording changes (under _lock) ------------------------------------

@@ -1,37 +1,38 @@
-"""``AgentCore``: the runtime, independent of any one Flask application.
+"""``Runtime``: the AgentCore Runtime contract without a web framework or a server.
 
-It owns the pieces (task registry, ping tracker, event loop, invocation
-limiter, background executor) and the blueprint that serves them;
-``BedrockAgentCoreApp`` is the same runtime that is also its own Flask app.
+It owns the pieces (task registry, ping status, invocation limiter, event
+loop, background executor, result store) and offers the public methods of
+SPEC §2 on them. Constructing one has no process-wide effect: logging, signal
+handlers and interpreter tuning belong to whoever serves it (``run()``, the
+gunicorn hooks); at interpreter exit, a runtime that is still alive is shut
+down through a weak reference, so that nothing keeps it alive for that.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import inspect
 import logging
 import os
-import signal
 import socket
 import threading
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from flask import Blueprint
-
+from ..models import PingStatus
+from ..stores import open_store
+from ..stores.resilient import ResilientStore
 from .admission import InvocationLimiter
-from .blueprint import make_blueprint
 from .callables import Kind, kind_of, name_of, takes_context
 from .cluster import WorkerBoard
 from .executor import BackgroundExecutor, TaskHandle
-from .logging import configure_logging as install_json_logging
 from .loop import LoopThread
-from .models import PingStatus
 from .ping import PingTracker
 from .registry import DEFAULT_MAX_DURATION, TaskRegistry
-from .stores import open_store
-from .stores.resilient import ResilientStore
 from .tasks import track
 
 logger = logging.getLogger("agentcore_sync")
@@ -45,56 +46,61 @@ DEFAULT_TASK_THREADS = 8
 DEFAULT_SHUTDOWN_GRACE = 25.0
 
 
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """The registered entrypoint, with what decides how it is called."""
+
+    func: Callable[..., Any]
+    kind: Kind
+    takes_context: bool
+
+
 class _ActiveTasks:
     """What ``app._active_tasks`` was in the official SDK, as far as docs use it."""
 
     __slots__ = ("_runtime",)
 
-    def __init__(self, runtime: AgentCore) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
 
     def __len__(self) -> int:
-        return self._runtime._active_count()
+        return self._runtime.active_count()
 
     def __bool__(self) -> bool:
-        return self._runtime._active_count() > 0
+        return self._runtime.active_count() > 0
 
 
-def default_store_url() -> str:
-    """``$AGENTCORE_SYNC_RESULT_STORE``, else an SQLite file in the user's cache directory.
+def default_store_url(agent: str) -> str:
+    """``$AGENTCORE_SYNC_RESULT_STORE``, else an SQLite file of this agent's own.
 
     A file, so that results outlive the process; in the user's cache rather than
-    the working directory, so that serving an app does not write into its source.
+    the working directory, so that serving an app does not write into its source;
+    named after ``agent`` (where the agent is defined), so that two agents on one
+    machine keep their records apart and a restarted agent finds its own.
     """
     url = os.environ.get("AGENTCORE_SYNC_RESULT_STORE")
     if url:
         return url
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return "sqlite:///" + os.path.join(os.path.abspath(cache), "agentcore_sync", "results.db")
+    digest = hashlib.sha256(agent.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in agent.rsplit("/", 1)[-1])
+    return "sqlite:///" + os.path.join(
+        os.path.abspath(cache), "agentcore_sync", f"{name[-40:]}-{digest}.db"
+    )
 
 
-def _exit_on_sigterm() -> None:
-    """Turn SIGTERM into a normal exit, so that shutdown runs, where nobody handles it.
-
-    Servers with their own handler (gunicorn workers, ``run()``) keep theirs;
-    under one that has none (``waitress-serve``), SIGTERM would otherwise end
-    the process at once, without waiting for tasks or recording them.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-
-        def exit_now(signum: int, frame: Any) -> None:
-            raise SystemExit(0)
-
-        signal.signal(signal.SIGTERM, exit_now)
+def agent_identity(module_globals: dict[str, Any]) -> str:
+    """Where an agent is defined: its module's file (or name), stable across restarts."""
+    path = module_globals.get("__file__")
+    if path:
+        return os.path.splitext(os.path.abspath(path))[0]
+    return str(module_globals.get("__name__") or "agent")
 
 
-class AgentCore:
-    """The AgentCore Runtime contract, ready to mount into any Flask app.
+class Runtime:
+    """The AgentCore Runtime contract: tasks, ping status, invocations, background work.
 
-    ``existing_app.register_blueprint(agent.blueprint)`` serves ``/ping`` and
-    ``/invocations`` there. Options:
+    Options:
 
     - ``max_body_size``: largest accepted request body in bytes (100 MiB).
     - ``max_concurrent_invocations``: invocations served at once before 503;
@@ -104,7 +110,8 @@ class AgentCore:
       background coroutine cancelled (8 h, the managed runtime's limit).
     - ``result_store``: URL of the store for background task records
       (``sqlite:///path``, ``redis://host:port/db``, ``memory://``); default
-      ``$AGENTCORE_SYNC_RESULT_STORE``, else an SQLite file in the user's cache.
+      ``$AGENTCORE_SYNC_RESULT_STORE``, else an SQLite file of this agent's own
+      in the user's cache.
     - ``result_ttl``: seconds a task record is kept (24 h).
     - ``task_threads``: threads running background callables (8).
     - ``shutdown_grace``: seconds shutdown waits for background tasks before
@@ -113,13 +120,11 @@ class AgentCore:
       interrupted (the host name: one machine, one server).
     - ``ping_timeout``: seconds a custom ``@ping`` function may take before
       ``/ping`` answers with the automatic status instead (0.5).
-    - ``metrics_path``: serve Prometheus metrics at this path, e.g. ``"/metrics"``
-      (off by default; needs ``pip install 'agentcore_sync[metrics]'``).
-    - ``configure_logging``: log JSON lines unless logging is configured (True).
+    - ``agent``: what names this agent's default store (where it is defined).
     """
 
     #: Every runtime of this process, for server hooks that receive some other app.
-    instances: ClassVar[weakref.WeakSet[AgentCore]] = weakref.WeakSet()
+    instances: ClassVar[weakref.WeakSet[Runtime]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -134,31 +139,32 @@ class AgentCore:
         shutdown_grace: float | None = None,
         server_id: str | None = None,
         ping_timeout: float = 0.5,
-        metrics_path: str | None = None,
-        configure_logging: bool = True,
+        agent: str | None = None,
     ) -> None:
-        if configure_logging:
-            install_json_logging()
+        #: The official SDK's debug flag: whether the debug actions are served.
         self.debug = debug
         self.max_body_size = max_body_size
         self.max_task_duration = max_task_duration
+        #: The registered handlers by name, as in the official SDK (``"main"``).
         self.handlers: dict[str, Callable[..., Any]] = {}
-        self._handler: Callable[..., Any] | None = None
-        self._handler_kind = Kind.FUNCTION
-        self._handler_takes_context = False
-        self._registry = TaskRegistry()
-        self._limiter = InvocationLimiter(max_concurrent_invocations)
-        self._ping = PingTracker(
-            (self._registry.busy, self._limiter.busy), custom_timeout=ping_timeout
+        self.handler: Handler | None = None
+        self.registry = TaskRegistry()
+        self.limiter = InvocationLimiter(max_concurrent_invocations)
+        self.ping_status = PingTracker(
+            (self.registry.busy, self.limiter.busy), custom_timeout=ping_timeout
         )
         #: The board shared with the other workers of a gunicorn server, once joined.
-        self._board: WorkerBoard | None = None
+        self.board: WorkerBoard | None = None
+        #: What serves this runtime, as set up by the server (None until then).
+        self.served_by: str | None = None
         #: Called as ``fn(status_code, seconds)`` after each invocation is answered.
         self.invocation_listeners: list[Callable[[int, float], None]] = []
         #: Called as ``fn(record)`` with each background task's final record.
         self.task_listeners: list[Callable[[dict[str, Any]], None]] = []
-        self._loop = LoopThread()
-        self.result_store_url = result_store or default_store_url()
+        self.loop = LoopThread()
+        if agent is None:
+            agent = agent_identity(_caller_globals())
+        self.result_store_url = result_store or default_store_url(agent)
         self.result_ttl = result_ttl
         self.shutdown_grace = (
             shutdown_grace
@@ -169,44 +175,35 @@ class AgentCore:
         # the store is open and crash recovery has been started on it.
         self._store_lock = threading.Lock()
         self._store: ResilientStore | None = None
-        self._executor = BackgroundExecutor(
-            self._registry,
-            self._ping,
-            self._loop,
-            self._result_store,
+        self.executor = BackgroundExecutor(
+            self.registry,
+            self.ping_status,
+            self.loop,
+            self.result_store,
             owner=server_id or os.environ.get("AGENTCORE_SYNC_SERVER_ID") or socket.gethostname(),
             max_workers=task_threads,
             listeners=self.task_listeners,
         )
         self._shutdown_once = threading.Lock()
         self._shut_down = False
-        atexit.register(self.shutdown)
-        _exit_on_sigterm()
-        self.blueprint: Blueprint = make_blueprint(self)
-        #: The blueprint serving Prometheus metrics, when ``metrics_path`` is set.
-        self.metrics_blueprint: Blueprint | None = None
-        if metrics_path is not None:
-            from .metrics import enable_metrics
-
-            self.metrics_blueprint = enable_metrics(self, metrics_path)
-        AgentCore.instances.add(self)
+        Runtime.instances.add(self)
+        _shutdown_at_exit()
 
     # -- decorators ---------------------------------------------------------
 
     def entrypoint(self, func: F) -> F:
         """Register the handler: called ``handler(payload)`` or ``handler(payload, context)``."""
-        self._handler = func
-        self._handler_kind = kind_of(func)
-        self._handler_takes_context = takes_context(func)
+        self.handler = Handler(func, kind_of(func), takes_context(func))
         self.handlers["main"] = func
-        # The official SDK lets ``handler.run()`` serve the app; some callables refuse attributes.
+        # The official SDK lets ``handler.run()`` serve the app (a Runtime with a
+        # server, ``AgentCore``, has ``run``); some callables refuse attributes.
         with contextlib.suppress(AttributeError, TypeError):
             func.run = lambda port=None, host=None: self.run(port, host)  # type: ignore[attr-defined]
         return func
 
     def ping(self, func: F) -> F:
         """Register a custom status function returning a ``PingStatus`` or its value."""
-        self._ping.custom = func
+        self.ping_status.custom = func
         return func
 
     def async_task(
@@ -227,7 +224,8 @@ class AgentCore:
 
         def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
             return track(
-                self,
+                self.registry,
+                self.executor,
                 f,
                 name or name_of(f),
                 metadata,
@@ -236,31 +234,23 @@ class AgentCore:
 
         return decorate(func) if func is not None else decorate
 
-    def websocket(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Not served: WSGI has no WebSocket, so ``/ws`` handlers cannot run here."""
-        raise NotImplementedError(
-            "@app.websocket is not supported by agentcore_sync: WSGI servers (gunicorn, "
-            "waitress) cannot hold WebSocket connections. Serve /ws with the official "
-            "bedrock_agentcore SDK, or stream over SSE by returning a generator."
-        )
-
     # -- tasks and status ---------------------------------------------------
 
     def add_async_task(self, name: str, metadata: dict[str, Any] | None = None) -> int:
         """Register a task; the status is ``HealthyBusy`` until it is completed."""
-        return self._registry.add(name, metadata, max_duration=self.max_task_duration)
+        return self.registry.add(name, metadata, max_duration=self.max_task_duration)
 
     def complete_async_task(self, task_id: int) -> bool:
         """Complete a task; ``False`` (and a warning) for an unknown or completed id."""
-        return self._registry.complete(task_id) is not None
+        return self.registry.complete(task_id) is not None
 
     def get_async_task_info(self) -> dict[str, Any]:
         """Active tasks: ``{"active_count": n, "running_jobs": [{"name", "duration", ...}]}``.
 
         Under a multi-worker gunicorn server, the tasks of every worker.
         """
-        jobs = self._registry.jobs()
-        board = self._board
+        jobs = self.registry.jobs()
+        board = self.board
         if board is None:
             return {"active_count": len(jobs), "running_jobs": jobs}
         for job in jobs:
@@ -270,15 +260,23 @@ class AgentCore:
 
     def get_current_ping_status(self) -> PingStatus:
         """Forced status first, then the custom ``@ping`` function, then automatic."""
-        return self._ping.current()
+        return self.ping_status.current()
 
     def force_ping_status(self, status: PingStatus | str) -> None:
-        self._ping.forced = PingStatus(status)
-        self._ping.current(cause="forced")
+        self.ping_status.force(PingStatus(status))
 
     def clear_forced_ping_status(self) -> None:
-        self._ping.forced = None
-        self._ping.current(cause="forced status cleared")
+        self.ping_status.force(None)
+
+    def active_count(self) -> int:
+        """Tasks keeping the agent busy: this process's, or every worker's once joined."""
+        board = self.board
+        return len(self.registry) if board is None else board.totals()[0]
+
+    @property
+    def _active_tasks(self) -> _ActiveTasks:
+        # The official docs test ``app._active_tasks`` for truthiness and len().
+        return _ActiveTasks(self)
 
     # -- background work ----------------------------------------------------
 
@@ -288,7 +286,7 @@ class AgentCore:
         The task is registered (status busy) before this returns, and its
         outcome is recorded in the result store (``get_task_result``).
         """
-        return self._executor.submit(
+        return self.executor.submit(
             func,
             args,
             kwargs,
@@ -303,7 +301,39 @@ class AgentCore:
             task_id = int(task_id)
         except (TypeError, ValueError):
             return None
-        return self._executor.get(task_id)
+        return self.executor.get(task_id)
+
+    def result_store(self) -> ResilientStore:
+        """The result store, opened on first use (crash recovery starts then)."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._store_lock:
+            if self._store is None:
+                self._store = ResilientStore(open_store(self.result_store_url, self.result_ttl))
+                recovering = threading.Thread(
+                    target=self.executor.recover, name="agentcore-recover", daemon=True
+                )
+                recovering.start()
+            return self._store
+
+    # -- serving ------------------------------------------------------------
+
+    def join_workers(self, server_key: str) -> None:
+        """Share task counts with the other workers of one server (gunicorn ``-w N``).
+
+        The shipped gunicorn config calls this in each worker with the master's
+        pid; afterwards ``/ping`` and ``get_async_task_info`` count every worker's tasks.
+        """
+        if self.board is not None:
+            return
+        board = WorkerBoard(server_key, jobs=self.registry.jobs)
+        board.publish_count(len(self.registry))
+        self.registry.publish = board.publish_count
+        self.limiter.publish = board.publish_saturated
+        self.board = board
+        self.ping_status.board = board
+        logger.info("Sharing task counts with the other workers of server %s", server_key)
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop taking background work, wait up to ``grace`` seconds, record the rest.
@@ -315,73 +345,34 @@ class AgentCore:
             if self._shut_down:
                 return
             self._shut_down = True
-        self._executor.shutdown(self.shutdown_grace if grace is None else grace)
+        self.executor.shutdown(self.shutdown_grace if grace is None else grace)
         store = self._store
         if store is not None:
             store.close()
+        board = self.board
+        if board is not None:
+            board.close()
 
-    def _result_store(self) -> ResilientStore:
-        store = self._store
-        if store is not None:
-            return store
-        with self._store_lock:
-            if self._store is None:
-                self._store = ResilientStore(open_store(self.result_store_url, self.result_ttl))
-                recovering = threading.Thread(
-                    target=self._executor.recover, name="agentcore-recover", daemon=True
-                )
-                recovering.start()
-            return self._store
 
-    @property
-    def _active_tasks(self) -> _ActiveTasks:
-        # The official docs test ``app._active_tasks`` for truthiness and len().
-        return _ActiveTasks(self)
+def _caller_globals() -> dict[str, Any]:
+    """The globals of the first frame outside this package: where the agent is defined."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("agentcore_sync."):
+        frame = frame.f_back
+    return frame.f_globals if frame is not None else {}
 
-    def _active_count(self) -> int:
-        board = self._board
-        return len(self._registry) if board is None else board.totals()[0]
 
-    def join_workers(self, server_key: str) -> None:
-        """Share task counts with the other workers of one server (gunicorn ``-w N``).
+_at_exit_registered = False
 
-        The shipped gunicorn config calls this in each worker with the master's
-        pid; afterwards ``/ping`` and ``get_async_task_info`` count every worker's tasks.
-        """
-        if self._board is not None:
-            return
-        board = WorkerBoard(server_key, jobs=self._registry.jobs)
-        board.publish_count(len(self._registry))
-        self._registry.publish = board.publish_count
-        self._limiter.publish = board.publish_saturated
-        self._board = board
-        self._ping.board = board
-        logger.info("Sharing task counts with the other workers of server %s", server_key)
 
-    # -- serving ------------------------------------------------------------
+def _shutdown_at_exit() -> None:
+    """At interpreter exit, shut down the runtimes still alive (held weakly meanwhile)."""
+    global _at_exit_registered
+    if not _at_exit_registered:
+        _at_exit_registered = True
+        atexit.register(_shutdown_all)
 
-    def wsgi_app_for_serving(self) -> Any:
-        """The WSGI application that serves this runtime."""
-        from flask import Flask
 
-        from .app import install_json_errors
-
-        app = Flask(__name__, static_folder=None)
-        install_json_errors(app)
-        app.register_blueprint(self.blueprint)
-        if self.metrics_blueprint is not None:
-            app.register_blueprint(self.metrics_blueprint)
-        return app
-
-    def run(self, port: int | None = None, host: str | None = None, **server_options: Any) -> None:
-        """Serve on waitress (threads) until SIGTERM or Ctrl-C.
-
-        ``port`` defaults to ``$PORT``, else 8080; ``host=None`` is 127.0.0.1, or
-        0.0.0.0 inside a container, as the official SDK does. ``server_options``
-        go to waitress (``threads=16`` by default).
-        """
-        from .serving import serve
-
-        if port is None:
-            port = int(os.environ.get("PORT", "8080"))
-        serve(self, port=port, host=host, **server_options)
+def _shutdown_all() -> None:
+    for runtime in list(Runtime.instances):
+        runtime.shutdown()

@@ -13,10 +13,12 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..models import TaskState
 from .busy import BusyFlag
 
 logger = logging.getLogger("agentcore_sync.registry")
@@ -34,7 +36,7 @@ class TaskEntry:
     started_at: float
     metadata: dict[str, Any] | None
     max_duration: float | None
-    state: str = "running"
+    state: TaskState = TaskState.RUNNING
     overdue: bool = False
 
     def describe(self, now: float) -> dict[str, Any]:
@@ -52,7 +54,9 @@ class TaskEntry:
 
     def is_past_limit(self, now: float) -> bool:
         limit = self.max_duration
-        return limit is not None and self.state == "running" and now - self.started_at > limit
+        return (
+            limit is not None and self.state == TaskState.RUNNING and now - self.started_at > limit
+        )
 
 
 class TaskRegistry:
@@ -76,12 +80,15 @@ class TaskRegistry:
         self._tasks: dict[int, TaskEntry] = {}
         # _lock guards busy's flips, and the counts published to a board.
         # Invariant: once every add() and complete() has returned, busy.busy is
-        # whether _tasks is non-empty.
+        # whether _tasks is non-empty. Lock order: the ping tracker's lock, then
+        # this one (it takes busy's flips); this one, then the board's (publish)
+        # and the ping log's (busy.on_flip).
         self._lock = threading.Lock()
         self.busy = BusyFlag(self._lock, "task {!r} started", "task {!r} finished", "tasks active")
         self._reseed_ids()
-        # A forked child (gunicorn --preload) must not issue its parent's ids.
-        os.register_at_fork(after_in_child=self._reseed_ids)
+        # A forked child (gunicorn --preload) must not issue its parent's ids:
+        # the at-fork hook below reseeds every live registry.
+        _live.add(self)
         #: Called with the new size, under the lock, on every change (multi-worker boards).
         self.publish: Callable[[int], None] | None = None
         # _watchdog_lock guards _watchdog. Invariant: while tasks are active, a
@@ -101,7 +108,7 @@ class TaskRegistry:
         name: str,
         metadata: dict[str, Any] | None = None,
         *,
-        state: str = "running",
+        state: TaskState = TaskState.RUNNING,
         max_duration: float | None = DEFAULT_MAX_DURATION,
     ) -> int:
         task_id = next(self._ids)
@@ -120,12 +127,12 @@ class TaskRegistry:
             self._start_watchdog()
         return task_id
 
-    def set_state(self, task_id: int, state: str) -> bool:
+    def set_state(self, task_id: int, state: TaskState) -> bool:
         entry = self._tasks.get(task_id)
         if entry is None:
             return False
         entry.state = state
-        if state == "running":
+        if state == TaskState.RUNNING:
             entry.started_at = time.time()
         return True
 
@@ -219,3 +226,16 @@ class TaskRegistry:
             if self._tasks:
                 self._start_watchdog()
             return
+
+
+# The registries of this process, held weakly: one at-fork hook for all of them,
+# rather than one per registry, which would keep every registry alive for good.
+_live: weakref.WeakSet[TaskRegistry] = weakref.WeakSet()
+
+
+def _reseed_live_registries() -> None:
+    for registry in list(_live):
+        registry._reseed_ids()
+
+
+os.register_at_fork(after_in_child=_reseed_live_registries)

@@ -38,8 +38,9 @@ class LoopThread:
 
     def __init__(self, name: str = "agentcore-loop") -> None:
         self._name = name
-        # _lock guards starting and stopping. Invariant: _loop is None, or it is
-        # running (or about to run) in _thread.
+        # _lock guards starting the loop. Invariant: _loop is None, or it is
+        # running (or about to run) in _thread until the process ends: nothing
+        # stops it, the thread is a daemon. A leaf: nothing else is locked under it.
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -181,15 +182,6 @@ class LoopThread:
                     self.run(aclose(), ctx)
                 except Exception:
                     logger.exception("Closing an async generator failed")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
 
 
 class ContainedExit(Exception):

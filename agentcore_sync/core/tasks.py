@@ -15,19 +15,22 @@ from typing import TYPE_CHECKING, Any
 from .callables import Kind, kind_of
 
 if TYPE_CHECKING:
-    from .runtime import AgentCore
+    from .executor import BackgroundExecutor
+    from .registry import TaskRegistry
 
 
 def track(
-    runtime: AgentCore,
+    registry: TaskRegistry,
+    executor: BackgroundExecutor,
     func: Callable[..., Any],
     name: str,
     metadata: dict[str, Any] | None,
     max_duration: float | None,
 ) -> Callable[..., Any]:
-    """Wrap ``func`` so that each call is a task in ``runtime``'s registry."""
-    add = runtime._registry.add
-    complete = runtime._registry.complete
+    """Wrap ``func`` so that each call is a task in ``registry``; ``.start`` submits it
+    to ``executor``."""
+    add = registry.add
+    complete = registry.complete
     kind = kind_of(func)
 
     if kind is Kind.COROUTINE:
@@ -93,6 +96,6 @@ def track(
                 complete(task_id)
 
     wrapper.start = functools.partial(  # type: ignore[attr-defined]
-        runtime._executor.submit_later, func, kind, name, metadata, max_duration
+        executor.submit_later, func, kind, name, metadata, max_duration
     )
     return wrapper

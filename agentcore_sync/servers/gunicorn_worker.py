@@ -15,11 +15,17 @@ app, are most of the cost of a small request. So this worker:
 - skips the socket mode changes that change nothing (``_KeptSocket``) and the
   bounded drain of a request body the app read to its end.
 
-Everything else is gthread's. It needs the gthread of a recent gunicorn, whose
-main thread alone keeps the idle connections (``keepalived_conns``,
-``pending_conns``). With an older gunicorn, TLS, access logging or
-``pre_request``/``post_request`` hooks, pings go through the pool as in gthread,
-and the log says why once.
+Everything else is gthread's. All of this reaches into gthread's internals, so
+it runs only on the gunicorn versions CI tests it on
+(``core.versions.GUNICORN_WORKER``); on any other, this worker is gthread
+itself, and the shipped settings pick plain ``gthread`` there. With TLS, access
+logging or ``pre_request``/``post_request`` hooks, pings go through the pool as
+in gthread, and the log says why once.
+
+Design: the main thread owns the poller and gthread's queues of idle
+connections (``keepalived_conns``, ``pending_conns``) and answers inline
+pings; a pool thread owns a connection from ``enqueue_req`` until its
+``handle`` returns; ``_waiting`` is shared (see its lock).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import gunicorn
 from gunicorn.http.body import LengthReader
 from gunicorn.workers import gthread
 
+from ..core.versions import GUNICORN_WORKER, gate
 from .inline_ping import MAX_HEAD, InlinePing, is_plain_ping
 
 #: Seconds a stopping worker keeps connections that have not sent a request.
@@ -92,6 +99,8 @@ class ThreadWorker(gthread.ThreadWorker):
 
     _inline: InlinePing | None = None
     _keeps_connections = False
+    #: Whether this gunicorn is one the accelerations are tested on; if not, gthread.
+    _accelerated = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,19 +111,21 @@ class ThreadWorker(gthread.ThreadWorker):
         self._waiting = 0
 
     def run(self) -> None:
-        recent = all(hasattr(self, name) for name in ("keepalived_conns", "pending_conns"))
-        # TLS would hide bytes read ahead in the SSL object from a poll of the socket.
-        self._keeps_connections = recent and not self.cfg.is_ssl
-        # The app is loaded and post_worker_init has run: what is served is known.
-        self._inline = self._inline_ping(recent)
+        decided = gate(*GUNICORN_WORKER)
+        self._accelerated = decided.on
+        if not decided.on:
+            self.log.info("Serving as gthread: %s", decided.describe())
+        else:
+            # TLS would hide bytes read ahead in the SSL object from a poll of the socket.
+            self._keeps_connections = not self.cfg.is_ssl
+            # The app is loaded and post_worker_init has run: what is served is known.
+            self._inline = self._inline_ping()
         super().run()
 
-    def _inline_ping(self, recent: bool) -> InlinePing | None:
+    def _inline_ping(self) -> InlinePing | None:
         cfg = self.cfg
         refusal = None
-        if not recent:
-            refusal = f"gunicorn {gunicorn.__version__}'s gthread keeps connections differently"
-        elif cfg.is_ssl or getattr(cfg, "protocol", "http") != "http" or not cfg.keepalive:
+        if cfg.is_ssl or getattr(cfg, "protocol", "http") != "http" or not cfg.keepalive:
             refusal = "TLS, a protocol other than HTTP, or keepalive 0 is configured"
         elif getattr(self.log, "access_log_enabled", True):
             refusal = "access logging is on"
@@ -132,6 +143,8 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def handle(self, conn: Any) -> Any:
         """gthread's handle(), then the connection's next requests while they come promptly."""
+        if not self._accelerated:
+            return super().handle(conn)
         with self._waiting_lock:
             self._waiting -= 1
         keepalive = super().handle(conn)
@@ -157,11 +170,14 @@ class ThreadWorker(gthread.ThreadWorker):
     def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
         # gthread drains what is left of the body under a timeout, which sets
         # and restores the socket's timeout even when nothing is left.
-        if keepalive and _body_read_to_end(conn.parser.mesg):
+        if self._accelerated and keepalive and _body_read_to_end(conn.parser.mesg):
             return True
         return super()._keepalive_after(conn, keepalive)  # type: ignore[no-any-return]
 
     def enqueue_req(self, conn: Any) -> None:
+        if not self._accelerated:
+            super().enqueue_req(conn)
+            return
         if type(conn.sock) is socket.socket:
             conn.sock.__class__ = _KeptSocket  # same layout: only the methods change
         if self._inline is not None and not conn.initialized and not conn.data_ready:
@@ -189,11 +205,11 @@ class ThreadWorker(gthread.ThreadWorker):
         super().murder_pending()
 
     def on_client_socket_readable(self, conn: Any, client: Any) -> None:
-        if not self._answer_ping(conn, self.keepalived_conns):
+        if self._inline is None or not self._answer_ping(conn, self.keepalived_conns):
             super().on_client_socket_readable(conn, client)
 
     def on_pending_socket_readable(self, conn: Any, client: Any) -> None:
-        if not self._answer_ping(conn, self.pending_conns):
+        if self._inline is None or not self._answer_ping(conn, self.pending_conns):
             super().on_pending_socket_readable(conn, client)
 
     def _answer_ping(self, conn: Any, queue: deque[Any]) -> bool:

@@ -80,14 +80,26 @@ class WorkerBoard:
         finally:
             os.close(fd)
         self._offset = _HEADER.size + self.slot * _SLOT.size
-        # The slot is written by the registry (under its lock) and by the
-        # heartbeat thread; these values are its latest content.
+        # Set once, by close() (under _lock, before it takes _jobs_lock), and never
+        # cleared. Writers of the slot and of the jobs file check it under the lock
+        # of what they write: once close() has returned, nothing writes them again.
+        self._stopped = threading.Event()
+        # _lock guards _active, _saturated and the slot: the registry (under its
+        # lock), the limiter (under its) and the heartbeat thread all write it.
+        # Invariant: until close(), the slot holds this pid with _active and
+        # _saturated; after, it is zero for good (a late publish or heartbeat must
+        # not bring back a worker that left, nor take a slot another worker got).
+        # Lock order: the registry's or the limiter's lock, then this one; it is
+        # held for a write of the map only.
+        self._lock = threading.Lock()
         self._active = 0
         self._saturated = 0
         self._write_slot()
         self._jobs_path = os.path.join(self.directory, f"jobs-{server_key}-{self.pid}.json")
+        # _jobs_lock guards the jobs file. Invariant: it exists only while the
+        # board is not stopped (close() removes it after the last write).
+        self._jobs_lock = threading.Lock()
         self._dirty = threading.Event()
-        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat, name="agentcore-board", daemon=True)
         self._thread.start()
 
@@ -105,6 +117,12 @@ class WorkerBoard:
         raise RuntimeError(f"All {SLOTS} worker slots of {self.path} are taken by live workers")
 
     def _write_slot(self) -> None:
+        with self._lock:
+            if not self._stopped.is_set():
+                self._pack_slot()
+
+    def _pack_slot(self) -> None:
+        """Write this worker's slot. Hold _lock, before close()."""
         _SLOT.pack_into(
             self._map, self._offset, self.pid, self._active, self._saturated, time.time()
         )
@@ -113,13 +131,20 @@ class WorkerBoard:
 
     def publish_count(self, active: int) -> None:
         """Called by the registry, under its lock, whenever its size changes."""
-        self._active = active
-        _SLOT.pack_into(self._map, self._offset, self.pid, active, self._saturated, time.time())
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._active = active
+            self._pack_slot()
         self._dirty.set()
 
     def publish_saturated(self, saturated: bool) -> None:
-        self._saturated = int(saturated)
-        self._write_slot()
+        """Called by the limiter, under its lock, whenever it fills up or frees a slot."""
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._saturated = int(saturated)
+            self._pack_slot()
 
     def _heartbeat(self) -> None:
         while not self._stopped.is_set():
@@ -140,10 +165,13 @@ class WorkerBoard:
         for job in jobs:
             job["worker"] = self.pid
         temporary = f"{self._jobs_path}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8") as out:
-            json.dump(jobs, out)
-        os.replace(temporary, self._jobs_path)
+        with self._jobs_lock:
+            if self._stopped.is_set():
+                return
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as out:
+                json.dump(jobs, out)
+            os.replace(temporary, self._jobs_path)
 
     # -- reading ------------------------------------------------------------
 
@@ -203,11 +231,18 @@ class WorkerBoard:
         return jobs
 
     def close(self) -> None:
-        """Leave the board: the slot is freed and the details removed."""
-        self._stopped.set()
-        self._dirty.set()
-        self._thread.join(2)
-        with contextlib.suppress(Exception):
+        """Leave the board: the slot is freed and the details removed.
+
+        Safe while the heartbeat thread, the registry or the limiter write, and
+        safe to call again (later calls do nothing). The map stays open: pings
+        may still read the other workers' slots.
+        """
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
             _SLOT.pack_into(self._map, self._offset, 0, 0, 0, 0.0)
-        with contextlib.suppress(FileNotFoundError):
+        self._dirty.set()  # the heartbeat thread ends at once
+        with self._jobs_lock, contextlib.suppress(FileNotFoundError):
             os.unlink(self._jobs_path)
+        self._thread.join(2)

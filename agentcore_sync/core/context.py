@@ -14,14 +14,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from .headers import forwarded_headers
-from .models import (
+from ..models import (
     ACCESS_TOKEN_HEADER,
     IDENTITY_WAT_HEADER,
     OAUTH2_CALLBACK_URL_HEADER,
     REQUEST_ID_HEADER,
     SESSION_HEADER,
 )
+from .headers import forwarded_headers
 
 request_id_var: ContextVar[str | None] = ContextVar("agentcore_request_id", default=None)
 session_id_var: ContextVar[str | None] = ContextVar("agentcore_session_id", default=None)
@@ -93,14 +93,15 @@ def _new_request_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-def enter_request(request: Any) -> RequestContext:
-    """Read the AgentCore headers of a Flask ``request`` into the context variables.
+def enter_request(environ: dict[str, Any], request: Any = None) -> RequestContext:
+    """Read the AgentCore headers of a WSGI ``environ`` into the context variables.
 
-    Raises ``InvalidHeader`` for a session or request id that is not a bounded
-    run of visible ASCII, before the id is logged or stored anywhere. Headers
-    are read from the WSGI environ (case-insensitive by construction).
+    ``request`` is the web framework's request object, handed to handlers as
+    ``context.request``. Raises ``InvalidHeader`` for a session or request id
+    that is not a bounded run of visible ASCII, before the id is logged or
+    stored anywhere. Headers are read from the environ (case-insensitive by
+    construction).
     """
-    environ = request.environ
     session_id = _valid_id(environ, _SESSION_KEY, SESSION_HEADER)
     request_id = _valid_id(environ, _REQUEST_ID_KEY, REQUEST_ID_HEADER) or _new_request_id()
     request_id_var.set(request_id)

@@ -1,4 +1,4 @@
-"""A shorter way through Flask for ``/ping`` and ``/invocations``.
+"""A shorter way through Flask for ``/ping`` and ``/invocations`` (Flask 3.1 only).
 
 Flask's dispatch (routing, hooks, signals, session, response processing)
 costs more than the runtime's own work on these two routes. When nothing a
@@ -18,29 +18,31 @@ of ``request_started``/``request_finished``, another rule on the same path, a
 ``SERVER_NAME`` or ``TRUSTED_HOSTS``, an override of Flask's dispatch methods
 — sends requests down Flask's full path, unchanged. WSGI middleware wraps
 ``wsgi_app`` and so runs either way.
+
+Building the request context without matching the URL means building Flask's
+``RequestContext`` by hand, which only works for the Flask versions it was
+written and tested for (``core.versions.FLASK_FAST_PATH``); on every other
+version the app takes Flask's full path for every request.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, request_finished, request_started
-from flask.ctx import RequestContext
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
-from .blueprint import ping_body
-from .invocation import Answer, invoke
-from .responses import as_response
+from ..core.versions import FLASK_FAST_PATH, gate, log_once
+from ..servers.serving import note_unprepared_server
+from .blueprint import ping_body, serve_invocation
+from .responses import Answer, as_response
 
 if TYPE_CHECKING:
-    from flask.sessions import SessionMixin
-    from flask.wrappers import Request
-
     from .app import BedrockAgentCoreApp
+    from .flask31 import InvocationContext
 
 logger = logging.getLogger("agentcore_sync.fastpath")
 
@@ -71,8 +73,21 @@ _PRESERVE_CONTEXT = "werkzeug.debug.preserve_context"
 class FastPath:
     """Decides per request whether the short way is allowed, and serves it."""
 
-    def __init__(self, app: BedrockAgentCoreApp) -> None:
+    @classmethod
+    def for_app(cls, app: BedrockAgentCoreApp) -> FastPath | None:
+        """The fast path of ``app``; None on a Flask version it is not tested on."""
+        decided = gate(*FLASK_FAST_PATH)
+        log_once(decided)
+        if not decided.on:
+            return None
+        from .flask31 import InvocationContext
+
+        return cls(app, InvocationContext)
+
+    def __init__(self, app: BedrockAgentCoreApp, context: type[InvocationContext]) -> None:
         self._app = app
+        self._context = context
+        self._runtime = app.runtime
         self._ping_view = app.view_functions[f"{app.blueprint.name}.ping"]
         self._invocations_view = app.view_functions[f"{app.blueprint.name}.invocations"]
         # None until the app's setup is frozen by its first request (as in Flask,
@@ -85,7 +100,7 @@ class FastPath:
         path = environ.get("PATH_INFO")
         method = environ.get("REQUEST_METHOD")
         if path == "/ping":
-            if method != "GET" or self._app._ping.custom is not None:
+            if method != "GET" or self._runtime.ping_status.custom is not None:
                 return None
         elif path != "/invocations" or method != "POST":
             return None
@@ -94,18 +109,20 @@ class FastPath:
         if not self._allowed() or "HTTP_UPGRADE" in environ or _PRESERVE_CONTEXT in environ:
             return None
         if path == "/ping":
-            body = ping_body(self._app)
+            if self._runtime.served_by is None:
+                note_unprepared_server(self._runtime, environ)
+            body = ping_body(self._runtime)
             start_response("200 OK", [*_PING_HEADERS, ("Content-Length", str(len(body)))])
             return [body]
-        with _InvocationContext(self._app, environ, rule=self._invocations_rule) as ctx:
+        with self._context(self._app, environ, rule=self._invocations_rule) as ctx:
             return self._dispatch(ctx)(environ, start_response)
 
     def server_ping_body(self) -> bytes | None:
         """The body of a plain ``GET /ping`` that a server may write without calling
         the app (see ``inline_ping``), or None when the app must answer it."""
-        if self._app._ping.custom is not None or not self._allowed():
+        if self._runtime.ping_status.custom is not None or not self._allowed():
             return None
-        return ping_body(self._app)
+        return ping_body(self._runtime)
 
     def _allowed(self) -> bool:
         """Whether nothing registered on the app would run on these two routes."""
@@ -119,11 +136,10 @@ class FastPath:
         # does; read per request, as Flask reads them.
         return allowed and not config["SERVER_NAME"] and config.get("TRUSTED_HOSTS") is None
 
-    def _dispatch(self, ctx: _InvocationContext) -> Answer:
+    def _dispatch(self, ctx: InvocationContext) -> Answer:
         """Flask's ``full_dispatch_request`` for the invocations view, less what is empty."""
         app = self._app
-        # A copy, as in the view: ids set for this request stay with it.
-        answer = contextvars.copy_context().run(invoke, app)
+        answer = serve_invocation(self._runtime, ctx.request)
         if ctx._after_request_functions or not app.session_interface.is_null_session(ctx._session):
             # The handler left work for after the view: Flask's own finalizing.
             return app.finalize_request(as_response(answer))
@@ -169,51 +185,3 @@ def _matched_rule(app: Flask, path: str, method: str) -> Rule | None:
     except HTTPException:
         return None
     return rule if not args else None
-
-
-class _InvocationContext(RequestContext):
-    """Flask's request context with its URL rule already known.
-
-    Binding a URL adapter to the request and matching it is the largest part
-    of building a request context. Here ``request.url_rule`` and
-    ``view_args`` are set as matching would set them, and the adapter is
-    built only when something asks for it (``url_for``). Takes the arguments
-    of ``RequestContext``, so that ``copy()`` works as in Flask.
-    """
-
-    def __init__(
-        self,
-        app: Flask,
-        environ: dict[str, Any],
-        request: Request | None = None,
-        session: SessionMixin | None = None,
-        rule: Rule | None = None,
-    ) -> None:
-        if request is None:
-            request = app.request_class(environ)
-            request.json_module = app.json
-            request.url_rule = rule
-            request.view_args = {}
-        # RequestContext.__init__, less the adapter.
-        self.app = app
-        self.request = request
-        self.flashes = None
-        self._session = session
-        self._after_request_functions = []
-        self._cv_tokens = []
-
-    def __getattr__(self, name: str) -> Any:
-        # Called only for attributes not set: the adapter, on first use.
-        if name != "url_adapter":
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        adapter = self.url_adapter = self.app.create_url_adapter(self.request)
-        return adapter
-
-    def push(self) -> None:
-        # Flask's push matches the URL when the context has an adapter; the
-        # rule being known, the adapter is hidden for the push.
-        self.url_adapter = None
-        try:
-            super().push()
-        finally:
-            del self.url_adapter

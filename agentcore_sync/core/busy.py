@@ -28,7 +28,8 @@ class BusyFlag:
 
     The source calls ``flip`` with its own lock held, and hands that lock to
     the flag, so that flips are noted in the order they happen and ``take``
-    gets them whole.
+    gets them whole. Lock order: the ping tracker's lock, then the source's
+    (``take``); the source's, then whatever ``on_flip`` takes (the ping log's).
     """
 
     __slots__ = (
@@ -39,6 +40,7 @@ class BusyFlag:
         "_lock",
         "busy",
         "on_flip",
+        "settle",
         "while_busy",
     )
 
@@ -50,6 +52,9 @@ class BusyFlag:
         self.while_busy = while_busy
         #: Called by the flipping thread, under the lock, at the first flip since a take.
         self.on_flip: Callable[[], None] | None = None
+        #: Called by the ping tracker, with no lock held, before it takes the flips:
+        #: lets the source apply changes it had to defer (releases from finalizers).
+        self.settle: Callable[[], None] | None = None
         # Causes of flips, formatted with their detail only when logged.
         self._causes = (became_idle, became_busy)
         # _lock (the source's) guards _count, _flips and _last. Invariant: _count

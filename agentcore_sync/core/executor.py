@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import enum
 import inspect
 import logging
 import os
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..models import RecordStatus, TaskState
 from .callables import Kind, kind_of
 from .context import request_id_var, session_id_var
 from .loop import contain
@@ -27,10 +29,10 @@ from .processes import process_identity
 from .serialization import to_jsonable
 
 if TYPE_CHECKING:
+    from ..stores.resilient import ResilientStore
     from .loop import LoopThread
     from .ping import PingTracker
     from .registry import TaskRegistry
-    from .stores.resilient import ResilientStore
 
 logger = logging.getLogger("agentcore_sync.tasks")
 
@@ -45,13 +47,23 @@ class ShuttingDown(RuntimeError):
     """New background work was submitted after shutdown began."""
 
 
-# A handle's states. A coroutine's handle stays pending until it ends: it can be
-# cancelled as long as it runs; a thread's is running once it began, past cancelling.
-_PENDING = "pending"
-_RUNNING = "running"
-_SUCCEEDED = "succeeded"
-_FAILED = "failed"
-_CANCELLED = "cancelled"
+class _HandleState(enum.Enum):
+    """A handle's states. A coroutine's handle stays pending until it ends: it can be
+    cancelled as long as it runs; a thread's is running once it began, past cancelling."""
+
+    PENDING = enum.auto()
+    RUNNING = enum.auto()
+    SUCCEEDED = enum.auto()
+    FAILED = enum.auto()
+    CANCELLED = enum.auto()
+
+
+# Module names for the members: read on every move of every handle.
+_PENDING = _HandleState.PENDING
+_RUNNING = _HandleState.RUNNING
+_SUCCEEDED = _HandleState.SUCCEEDED
+_FAILED = _HandleState.FAILED
+_CANCELLED = _HandleState.CANCELLED
 _UNDECIDED = (_PENDING, _RUNNING)
 
 
@@ -94,9 +106,9 @@ class TaskHandle:
         if waiter is not None and not waiter.wait(timeout):
             raise TimeoutError
         # Decided: _state and _value change no more, and are read without the lock.
-        if self._state == _CANCELLED:
+        if self._state is _CANCELLED:
             raise concurrent.futures.CancelledError
-        if self._state == _FAILED:
+        if self._state is _FAILED:
             try:
                 raise self._value
             finally:
@@ -107,15 +119,22 @@ class TaskHandle:
     def cancel(self) -> bool:
         """Cancel a queued task or a coroutine; a running thread cannot be stopped."""
         before = self._move(_CANCELLED, allowed=(_PENDING,))
-        if before == _PENDING:
+        if before is _PENDING:
             self._on_cancel()
         return before in (_PENDING, _CANCELLED)
 
     def _on_cancel(self) -> None:
         """Record the cancellation that cancel() decided."""
-        self._executor._finish(self.task_id, "cancelled", error="Cancelled before it started")
+        self._executor._finish(
+            self.task_id, RecordStatus.CANCELLED, error="Cancelled before it started"
+        )
 
-    def _move(self, state: str, value: Any = None, allowed: tuple[str, ...] = _UNDECIDED) -> str:
+    def _move(
+        self,
+        state: _HandleState,
+        value: Any = None,
+        allowed: tuple[_HandleState, ...] = _UNDECIDED,
+    ) -> _HandleState:
         """Go to ``state`` (with ``value``) if the current state is in ``allowed``;
         return the state before."""
         with self._lock:
@@ -148,7 +167,7 @@ class _CoroutineHandle(TaskHandle):
     def _on_cancel(self) -> None:
         # Recorded here, not left to the task: a task cancelled before the loop
         # started it never runs at all.
-        self._executor._finish(self.task_id, "cancelled", error="Cancelled")
+        self._executor._finish(self.task_id, RecordStatus.CANCELLED, error="Cancelled")
         self._executor._loop.loop.call_soon_threadsafe(self._stop)
 
     def _stop(self) -> None:
@@ -237,7 +256,8 @@ class BackgroundExecutor:
         # holds the record of every task submitted here until its outcome has been
         # put in the store; _finishing holds the ids of those whose outcome is being
         # written (so exactly one writer records it); once _accepting is False it
-        # stays False and nothing is added.
+        # stays False and nothing is added. It is a leaf: the registry, the ping
+        # tracker, the store and the listeners are called without it.
         self._lock = threading.Lock()
         self._records: dict[int, dict[str, Any]] = {}
         self._finishing: set[int] = set()
@@ -271,12 +291,14 @@ class BackgroundExecutor:
         # The store first: a store that cannot be opened fails the start before
         # anything is registered, so no task is left behind.
         store = self._store()
-        task_id = self._registry.add(name, metadata, state="queued", max_duration=max_duration)
+        task_id = self._registry.add(
+            name, metadata, state=TaskState.QUEUED, max_duration=max_duration
+        )
         now = time.time()
         record = {
             "task_id": task_id,
             "name": name,
-            "status": "queued",
+            "status": RecordStatus.QUEUED,
             "result": None,
             "error": None,
             "created_at": now,
@@ -340,7 +362,7 @@ class BackgroundExecutor:
         context: contextvars.Context,
     ) -> None:
         """On a pool thread: run the task unless it was cancelled while queued."""
-        if handle._move(_RUNNING, allowed=(_PENDING,)) != _PENDING:
+        if handle._move(_RUNNING, allowed=(_PENDING,)) is not _PENDING:
             return
         task_id = handle.task_id
         self._started(task_id)
@@ -349,12 +371,12 @@ class BackgroundExecutor:
             if kind is Kind.GENERATOR:
                 value = context.run(list, value)
         except BaseException as exc:
-            self._finish(task_id, "failed", error=exc)
+            self._finish(task_id, RecordStatus.FAILED, error=exc)
             handle._move(_FAILED, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            self._finish(task_id, "succeeded", result=value)
+            self._finish(task_id, RecordStatus.SUCCEEDED, result=value)
             handle._move(_SUCCEEDED, value)
 
     def _submit_coroutine(
@@ -407,16 +429,16 @@ class BackgroundExecutor:
                 logger.warning("Background task %s cancelled: %s", task_id, error)
             else:
                 error = "Cancelled"
-            self._finish(task_id, "cancelled", error=error)
+            self._finish(task_id, RecordStatus.CANCELLED, error=error)
             handle._move(_CANCELLED)
             raise
         except BaseException as exc:
-            self._finish(task_id, "failed", error=exc)
+            self._finish(task_id, RecordStatus.FAILED, error=exc)
             # Not re-raised: asyncio would stop the loop itself on SystemExit or
             # KeyboardInterrupt, and nothing else awaits this task.
             handle._move(_FAILED, contain(exc))
         else:
-            self._finish(task_id, "succeeded", result=value)
+            self._finish(task_id, RecordStatus.SUCCEEDED, result=value)
             handle._move(_SUCCEEDED, value)
         finally:
             if max_duration is not None:
@@ -425,17 +447,19 @@ class BackgroundExecutor:
     # -- recording ----------------------------------------------------------
 
     def _started(self, task_id: int) -> None:
-        self._registry.set_state(task_id, "running")
+        self._registry.set_state(task_id, TaskState.RUNNING)
         with self._lock:
             record = self._records.get(task_id)
             if record is None:
                 return
-            record["status"] = "running"
+            record["status"] = RecordStatus.RUNNING
             record["started_at"] = time.time()
             snapshot = dict(record)
         self._store().put(snapshot)
 
-    def _finish(self, task_id: int, status: str, *, result: Any = None, error: Any = None) -> None:
+    def _finish(
+        self, task_id: int, status: RecordStatus, *, result: Any = None, error: Any = None
+    ) -> None:
         """Record the task's outcome: exactly once, whoever gets here first."""
         with self._lock:
             record = self._records.get(task_id)
@@ -448,17 +472,19 @@ class BackgroundExecutor:
         final["status"] = status
         final["finished_at"] = finished
         final["duration"] = finished - (final["started_at"] or final["created_at"])
-        if status == "succeeded":
+        if status is RecordStatus.SUCCEEDED:
             final["result"] = to_jsonable(result)
         if isinstance(error, BaseException):
             final["error"] = f"{type(error).__name__}: {error}"
-            if status == "failed":
+            if status is RecordStatus.FAILED:
                 logger.error(
                     "Background task %s (%s) failed", task_id, final["name"], exc_info=error
                 )
         elif error is not None:
             final["error"] = str(error)
-        final["ping_status_after"] = self._ping.current().value
+        # Not current(): that asks the custom @ping function, which may be slow and
+        # would run here, on the thread that ended the task (the loop, for coroutines).
+        final["ping_status_after"] = self._ping.current_without_custom().value
         self._store().put(final)
         for listener in self._listeners:
             try:
@@ -500,7 +526,7 @@ class BackgroundExecutor:
             if pid and process_identity(pid) == process:
                 continue  # a sibling worker that is still alive owns it
             record.update(
-                status="interrupted",
+                status=RecordStatus.INTERRUPTED,
                 finished_at=time.time(),
                 error="Its process ended before the task finished",
             )
@@ -521,7 +547,7 @@ class BackgroundExecutor:
         for task_id in left:
             self._finish(
                 task_id,
-                "interrupted",
+                RecordStatus.INTERRUPTED,
                 error=f"Still running when the server shut down (grace {grace:g}s)",
             )
         with self._lock:

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, request
 
-from .models import PingStatus
+from ..models import PingStatus, TaskState
 
 if TYPE_CHECKING:
-    from .runtime import AgentCore
+    from ..core.runtime import Runtime
 
 INSTALL_HINT = (
     "Prometheus metrics need the prometheus_client package: pip install 'agentcore_sync[metrics]'"
@@ -78,7 +78,7 @@ def outcome(status_code: int) -> str:
 class RuntimeMetrics:
     """The metrics of one runtime: its registry, its listeners, its blueprints."""
 
-    def __init__(self, runtime: AgentCore) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         prometheus = require_prometheus()
         self.registry = prometheus.CollectorRegistry()
         self.invocations = prometheus.Counter(
@@ -125,7 +125,7 @@ class RuntimeMetrics:
 class _LiveCollector:
     """Gauges read from the runtime at scrape time."""
 
-    def __init__(self, runtime: weakref.ref[AgentCore]) -> None:
+    def __init__(self, runtime: weakref.ref[Runtime]) -> None:
         self._runtime = runtime
 
     def describe(self) -> list[Any]:
@@ -138,12 +138,12 @@ class _LiveCollector:
         if runtime is None:
             return
         jobs = runtime.get_async_task_info()["running_jobs"]
-        states = {"queued": 0, "running": 0}
+        states = {TaskState.QUEUED: 0, TaskState.RUNNING: 0}
         names: dict[str, list[float]] = {}
         overdue = 0
         for job in jobs:
-            state = str(job.get("state", "running"))
-            states[state] = states.get(state, 0) + 1
+            state = TaskState(job.get("state", TaskState.RUNNING))
+            states[state] += 1
             names.setdefault(str(job.get("name")), []).append(float(job.get("duration") or 0.0))
             overdue += bool(job.get("overdue"))
 
@@ -169,13 +169,13 @@ class _LiveCollector:
         yield GaugeMetricFamily(
             "agentcore_overdue_tasks", "Active tasks past their maximum duration.", value=overdue
         )
-        limiter = getattr(runtime, "_limiter", None)
         yield GaugeMetricFamily(
             "agentcore_invocations_in_flight",
             "Invocations being answered now.",
-            value=getattr(limiter, "in_flight", 0),
+            value=runtime.limiter.in_flight,
         )
-        current = runtime.get_current_ping_status()
+        # The custom @ping function runs for /ping only: its last answer stands here.
+        current = runtime.ping_status.current_without_custom()
         ping = GaugeMetricFamily(
             "agentcore_ping_status", "1 for the status /ping reports now.", labels=["status"]
         )
@@ -193,19 +193,20 @@ def check_path(path: str) -> None:
 
 
 _lock = threading.Lock()
-_metrics: weakref.WeakKeyDictionary[AgentCore, RuntimeMetrics] = weakref.WeakKeyDictionary()
+_metrics: weakref.WeakKeyDictionary[Runtime, RuntimeMetrics] = weakref.WeakKeyDictionary()
 _names = itertools.count(1)
 
 
-def enable_metrics(runtime: AgentCore, path: str = "/metrics") -> Blueprint:
+def enable_metrics(agent: Any, path: str = "/metrics") -> Blueprint:
     """Serve ``runtime``'s Prometheus metrics at ``path``; returns the blueprint serving them.
 
-    A ``BedrockAgentCoreApp`` (a Flask app) gets the route at once. For an
+    A ``BedrockRuntimeApp`` (a Flask app) gets the route at once. For an
     ``AgentCore`` mounted into an app of your own, register the returned
     blueprint there: ``flask_app.register_blueprint(enable_metrics(agent))``.
     Calling it again for the same path returns the same blueprint.
     """
     check_path(path)
+    runtime: Runtime = getattr(agent, "runtime", agent)
     with _lock:
         metrics = _metrics.get(runtime)
         if metrics is None:
@@ -221,14 +222,14 @@ def enable_metrics(runtime: AgentCore, path: str = "/metrics") -> Blueprint:
             return served.exposition(request.headers.get("Accept"))
 
         metrics.blueprints[path] = blueprint
-    if isinstance(runtime, Flask):
-        runtime.register_blueprint(blueprint)
+    if isinstance(agent, Flask) and blueprint.name not in agent.blueprints:
+        agent.register_blueprint(blueprint)
     return blueprint
 
 
-def metrics_registry(runtime: AgentCore) -> Any:
-    """The ``CollectorRegistry`` of ``runtime``'s metrics (to add your own), once enabled."""
-    metrics = _metrics.get(runtime)
+def metrics_registry(agent: Any) -> Any:
+    """The ``CollectorRegistry`` of an agent's metrics (to add your own), once enabled."""
+    metrics = _metrics.get(getattr(agent, "runtime", agent))
     if metrics is None:
         raise LookupError("metrics are not enabled on this runtime: call enable_metrics first")
     return metrics.registry

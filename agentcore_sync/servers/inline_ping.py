@@ -9,13 +9,15 @@ app and nothing registered on it would run on ``/ping`` (the conditions of the
 fast path: no custom ``@ping`` function, hooks, signal receivers or middleware),
 the I/O thread writes the answer itself. Anything else about the request —
 another method or path, a body, ``Connection: close``, an upgrade — leaves it to
-the server's usual path, which answers it as before.
+the server's usual path, which answers it as before. The servers reach it only
+where their own version gate is on (``core.versions``).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -59,36 +61,27 @@ def is_plain_ping(head: bytes) -> bool:
 class InlinePing:
     """Builds the raw HTTP answer to a plain ``GET /ping`` for one served WSGI callable.
 
-    ``extra_headers`` are the lines the server adds to each of its answers
-    (``Server``, ``Connection``), so that an inline answer looks like the others.
+    The served callable offers the answer's body through ``inline_ping()``
+    (``BedrockAgentCoreApp`` does); anything else, a wrapped app among them, is
+    served as usual. ``extra_headers`` are the lines the server adds to each of
+    its answers (``Server``, ``Connection``), so that an inline answer looks
+    like the others.
     """
 
-    def __init__(self, app: Any, extra_headers: bytes) -> None:
-        self._app = app
-        self._fast_path = app._fast_path
+    def __init__(self, ping_body: Callable[[], bytes | None], extra_headers: bytes) -> None:
+        self._ping_body = ping_body
         self._extra_headers = extra_headers
 
     @classmethod
     def for_served(cls, wsgi: Any, extra_headers: bytes) -> InlinePing | None:
-        """An ``InlinePing`` when ``wsgi`` is the runtime's app as it was defined; None
-        when the app is wrapped or its class changes how requests are dispatched."""
-        from flask import Flask
-
-        from .app import BedrockAgentCoreApp
-
-        if (
-            not isinstance(wsgi, BedrockAgentCoreApp)
-            or type(wsgi).wsgi_app is not BedrockAgentCoreApp.wsgi_app
-            or type(wsgi).__call__ is not Flask.__call__
-        ):
-            return None
-        return cls(wsgi, extra_headers)
+        """An ``InlinePing`` when ``wsgi`` offers its ping body; None otherwise."""
+        offer = getattr(wsgi, "inline_ping", None)
+        ping_body = offer() if callable(offer) else None
+        return cls(ping_body, extra_headers) if ping_body is not None else None
 
     def response(self) -> bytes | None:
         """The whole answer, or None when the app must be called for this ping."""
-        if "wsgi_app" in vars(self._app):  # WSGI middleware, set after the server started
-            return None
-        body = self._fast_path.server_ping_body()
+        body = self._ping_body()
         if body is None:
             return None
         return b"".join(

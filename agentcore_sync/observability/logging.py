@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-from .context import request_id_var, session_id_var
+from ..core.context import request_id_var, session_id_var
 
 logger = logging.getLogger("agentcore_sync")
 
