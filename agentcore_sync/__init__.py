@@ -5,7 +5,7 @@ Code written for the official SDK runs after replacing the import
 """
 
 from .core.context import BedrockAgentCoreContext, RequestContext
-from .core.executor import TaskHandle
+from .core.handles import TaskHandle
 from .models import PingStatus
 from .web.agent import AgentCore
 from .web.app import AgentCoreApp, BedrockAgentCoreApp

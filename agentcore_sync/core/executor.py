@@ -9,9 +9,7 @@ record in the result store: the start-and-poll pattern in one line.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
-import enum
 import inspect
 import logging
 import os
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..models import RecordStatus, TaskState
 from .callables import Kind, kind_of
 from .context import request_id_var, session_id_var
+from .handles import CoroutineHandle, Deadlines, TaskHandle
 from .loop import contain
 from .pool import ThreadPool
 from .processes import process_identity
@@ -45,190 +44,6 @@ FINISH_WAIT = 2.0
 
 class ShuttingDown(RuntimeError):
     """New background work was submitted after shutdown began."""
-
-
-class _HandleState(enum.Enum):
-    """A handle's states. A coroutine's handle stays pending until it ends: it can be
-    cancelled as long as it runs; a thread's is running once it began, past cancelling."""
-
-    PENDING = enum.auto()
-    RUNNING = enum.auto()
-    SUCCEEDED = enum.auto()
-    FAILED = enum.auto()
-    CANCELLED = enum.auto()
-
-
-# Module names for the members: read on every move of every handle.
-_PENDING = _HandleState.PENDING
-_RUNNING = _HandleState.RUNNING
-_SUCCEEDED = _HandleState.SUCCEEDED
-_FAILED = _HandleState.FAILED
-_CANCELLED = _HandleState.CANCELLED
-_UNDECIDED = (_PENDING, _RUNNING)
-
-
-class TaskHandle:
-    """A background task: its id, and a way to wait for or cancel it.
-
-    The handle is the task's future too: one small object per task where a
-    ``concurrent.futures.Future`` brings eleven (a Condition, an RLock, a deque,
-    two lists, five bound methods), each walked by the cyclic collector with the
-    GIL held while thousands of tasks are alive.
-    """
-
-    __slots__ = ("_executor", "_state", "_value", "_waiter", "task_id")
-
-    # Guards _state, _value and _waiter of every handle: a lock each would be one
-    # more object per task, and each is held for a few instructions. Invariant:
-    # _state leaves _UNDECIDED at most once, together with _value; a _waiter is only
-    # made while _state is undecided, and is set once it is not.
-    _lock = threading.Lock()
-    # A child forked while another thread held it must not inherit it held
-    # (concurrent.futures does the same for its global lock).
-    os.register_at_fork(after_in_child=_lock._at_fork_reinit)
-
-    def __init__(self, task_id: int, executor: BackgroundExecutor) -> None:
-        self.task_id = task_id
-        self._executor = executor
-        self._state = _PENDING
-        self._value: Any = None
-        self._waiter: threading.Event | None = None  # made by the first result() that waits
-
-    def done(self) -> bool:
-        return self._state not in _UNDECIDED
-
-    def result(self, timeout: float | None = None) -> Any:
-        """The task's value; raises its exception, ``CancelledError`` or ``TimeoutError``."""
-        with self._lock:
-            waiter = self._waiter
-            if waiter is None and self._state in _UNDECIDED:
-                waiter = self._waiter = threading.Event()
-        if waiter is not None and not waiter.wait(timeout):
-            raise TimeoutError
-        # Decided: _state and _value change no more, and are read without the lock.
-        if self._state is _CANCELLED:
-            raise concurrent.futures.CancelledError
-        if self._state is _FAILED:
-            try:
-                raise self._value
-            finally:
-                # As in concurrent.futures: no cycle through this frame and the traceback.
-                self = None
-        return self._value
-
-    def cancel(self) -> bool:
-        """Cancel a queued task or a coroutine; a running thread cannot be stopped."""
-        before = self._move(_CANCELLED, allowed=(_PENDING,))
-        if before is _PENDING:
-            self._on_cancel()
-        return before in (_PENDING, _CANCELLED)
-
-    def _on_cancel(self) -> None:
-        """Record the cancellation that cancel() decided."""
-        self._executor._finish(
-            self.task_id, RecordStatus.CANCELLED, error="Cancelled before it started"
-        )
-
-    def _move(
-        self,
-        state: _HandleState,
-        value: Any = None,
-        allowed: tuple[_HandleState, ...] = _UNDECIDED,
-    ) -> _HandleState:
-        """Go to ``state`` (with ``value``) if the current state is in ``allowed``;
-        return the state before."""
-        with self._lock:
-            before = self._state
-            if before not in allowed:
-                return before
-            self._state, self._value = state, value
-            waiter = self._waiter if state not in _UNDECIDED else None
-        if waiter is not None:
-            waiter.set()
-        return before
-
-    def __repr__(self) -> str:
-        state = "done" if self.done() else "pending"
-        return f"<TaskHandle {self.task_id} {state}>"
-
-
-class _CoroutineHandle(TaskHandle):
-    """The handle of a coroutine task, which cancel() stops on the loop."""
-
-    __slots__ = ("_expired", "_task")
-
-    def __init__(self, task_id: int, executor: BackgroundExecutor) -> None:
-        super().__init__(task_id, executor)
-        # Both are set on the loop thread only: _task when the coroutine begins,
-        # _expired when it outlives its maximum duration.
-        self._task: asyncio.Task[Any] | None = None
-        self._expired = False
-
-    def _on_cancel(self) -> None:
-        # Recorded here, not left to the task: a task cancelled before the loop
-        # started it never runs at all.
-        self._executor._finish(self.task_id, RecordStatus.CANCELLED, error="Cancelled")
-        self._executor._loop.loop.call_soon_threadsafe(self._stop)
-
-    def _stop(self) -> None:
-        """On the loop: cancel the task if it began (if not, it will not)."""
-        if self._task is not None:
-            self._task.cancel()
-
-    def _expire(self) -> None:
-        """On the loop: the task ran for its maximum duration."""
-        self._expired = True
-        self._stop()
-
-
-class _Deadlines:
-    """Cancels coroutine tasks at their maximum duration, with one timer of the loop.
-
-    A timer per task would add two objects for the collector and a heap push to
-    every start. Tasks of one maximum duration come due in the order they began,
-    so each maximum duration keeps its tasks in a dict in that order, and only the
-    first ones can be due. Used on the loop thread only.
-    """
-
-    def __init__(self) -> None:
-        # Maximum duration -> {handle: deadline in loop time} of the tasks running,
-        # in the order they began.
-        self._running: dict[float, dict[_CoroutineHandle, float]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-
-    def add(self, handle: _CoroutineHandle, max_duration: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_duration
-        self._running.setdefault(max_duration, {})[handle] = deadline
-        if self._timer is None or deadline < self._timer.when():
-            self._arm(loop, deadline)
-
-    def remove(self, handle: _CoroutineHandle, max_duration: float) -> None:
-        self._running[max_duration].pop(handle, None)  # gone already if it expired
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._cancel_due)
-
-    def _cancel_due(self) -> None:
-        """Cancel the tasks now due, once each, and wait for the next deadline."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self._timer = None
-        upcoming = []
-        for running in self._running.values():
-            due = []
-            for handle, deadline in running.items():
-                if deadline > now:
-                    upcoming.append(deadline)
-                    break
-                due.append(handle)
-            for handle in due:
-                del running[handle]
-                handle._expire()
-        if upcoming:
-            self._arm(loop, min(upcoming))
 
 
 class BackgroundExecutor:
@@ -266,7 +81,7 @@ class BackgroundExecutor:
         # Set once crash recovery has run on the store, so that a poll right
         # after a restart reads "interrupted" rather than a dead "running".
         self._recovered = threading.Event()
-        self._deadlines = _Deadlines()
+        self._deadlines = Deadlines()
 
     # -- submitting ---------------------------------------------------------
 
@@ -362,7 +177,7 @@ class BackgroundExecutor:
         context: contextvars.Context,
     ) -> None:
         """On a pool thread: run the task unless it was cancelled while queued."""
-        if handle._move(_RUNNING, allowed=(_PENDING,)) is not _PENDING:
+        if not handle.set_running_or_notify_cancel():
             return
         task_id = handle.task_id
         self._started(task_id)
@@ -372,12 +187,12 @@ class BackgroundExecutor:
                 value = context.run(list, value)
         except BaseException as exc:
             self._finish(task_id, RecordStatus.FAILED, error=exc)
-            handle._move(_FAILED, exc)
+            handle.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
             self._finish(task_id, RecordStatus.SUCCEEDED, result=value)
-            handle._move(_SUCCEEDED, value)
+            handle.set_result(value)
 
     def _submit_coroutine(
         self,
@@ -389,7 +204,7 @@ class BackgroundExecutor:
         max_duration: float | None,
         context: contextvars.Context,
     ) -> TaskHandle:
-        handle = _CoroutineHandle(task_id, self)
+        handle = CoroutineHandle(task_id, self)
         self._loop.start(
             self._run_coroutine(handle, func, args, kwargs, kind, max_duration), context
         )
@@ -397,7 +212,7 @@ class BackgroundExecutor:
 
     async def _run_coroutine(
         self,
-        handle: _CoroutineHandle,
+        handle: CoroutineHandle,
         func: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -414,7 +229,7 @@ class BackgroundExecutor:
                 func.close()
             return
         task_id = handle.task_id
-        handle._task = asyncio.current_task()
+        handle.begin(asyncio.current_task())
         self._started(task_id)
         if max_duration is not None:
             self._deadlines.add(handle, max_duration)
@@ -424,27 +239,34 @@ class BackgroundExecutor:
             else:
                 value = await (func if inspect.iscoroutine(func) else func(*args, **kwargs))
         except asyncio.CancelledError:
-            if handle._expired:
+            if handle.expired:
                 error = f"Exceeded its maximum duration of {max_duration:g}s"
                 logger.warning("Background task %s cancelled: %s", task_id, error)
             else:
                 error = "Cancelled"
             self._finish(task_id, RecordStatus.CANCELLED, error=error)
-            handle._move(_CANCELLED)
+            handle.set_cancelled()
             raise
         except BaseException as exc:
             self._finish(task_id, RecordStatus.FAILED, error=exc)
             # Not re-raised: asyncio would stop the loop itself on SystemExit or
             # KeyboardInterrupt, and nothing else awaits this task.
-            handle._move(_FAILED, contain(exc))
+            handle.set_exception(contain(exc))
         else:
             self._finish(task_id, RecordStatus.SUCCEEDED, result=value)
-            handle._move(_SUCCEEDED, value)
+            handle.set_result(value)
         finally:
             if max_duration is not None:
                 self._deadlines.remove(handle, max_duration)
 
     # -- recording ----------------------------------------------------------
+
+    def record_cancelled(self, task_id: int, error: str) -> None:
+        """Record a task cancelled through its handle."""
+        self._finish(task_id, RecordStatus.CANCELLED, error=error)
+
+    def call_on_loop(self, callback: Callable[[], None]) -> None:
+        self._loop.loop.call_soon_threadsafe(callback)
 
     def _started(self, task_id: int) -> None:
         self._registry.set_state(task_id, TaskState.RUNNING)

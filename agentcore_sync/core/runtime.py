@@ -29,7 +29,8 @@ from ..stores.resilient import ResilientStore
 from .admission import InvocationLimiter
 from .callables import Kind, kind_of, name_of, takes_context
 from .cluster import WorkerBoard
-from .executor import BackgroundExecutor, TaskHandle
+from .executor import BackgroundExecutor
+from .handles import TaskHandle
 from .loop import LoopThread
 from .ping import PingTracker
 from .registry import DEFAULT_MAX_DURATION, TaskRegistry

@@ -119,27 +119,28 @@ def note_unprepared_server(runtime: Runtime, environ: dict[str, Any]) -> None:
     """On the first request under a server that did not ``prepare`` the runtime: say,
     once, what is off and the command that sets it right. The caller checks
     ``runtime.served_by is None`` first (this runs once per runtime)."""
-    software = str(environ.get("SERVER_SOFTWARE", "")).lower()
-    server = next((name for name in FIX_COMMANDS if software.startswith(name)), None)
+    software = str(environ.get("SERVER_SOFTWARE", ""))
     runtime.served_by = software or "an unknown server"
-    if server is None:
-        return  # a test client or another server: nothing the runtime can name
+    if not software:
+        return  # a test client: no server to name
     if getattr(runtime, "configure_logging", True):
         configure_logging()
-    if server == "gunicorn":
+    if software.lower().startswith("gunicorn"):
         logger.warning(
             "Served by gunicorn without agentcore_sync's settings: invocations are not "
             "bounded, so /ping can wait behind them (gunicorn's default sync worker serves "
             "one request at a time), and /ping counts this worker's tasks only; serve with "
             "`%s`",
-            FIX_COMMANDS[server],
+            FIX_COMMANDS["gunicorn"],
         )
     elif runtime.limiter.limit is None:
+        server = "waitress-serve" if software.lower().startswith("waitress") else software
         logger.warning(
-            "Served by waitress-serve, whose thread count the runtime cannot know: "
-            "invocations are not bounded, so /ping can wait behind them; serve with `%s` "
-            "(or set max_concurrent_invocations)",
-            FIX_COMMANDS[server],
+            "Served by %s, whose thread count the runtime cannot know: invocations are not "
+            "bounded, so /ping can wait behind them; serve with `%s` (or set "
+            "max_concurrent_invocations)",
+            server,
+            FIX_COMMANDS["waitress"],
         )
 
 

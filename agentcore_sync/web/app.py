@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask
 
-from ..core.executor import TaskHandle
+from ..core.handles import TaskHandle
 from ..core.runtime import agent_identity
 from ..models import PingStatus
 from ..servers.serving import serve
@@ -50,7 +50,7 @@ class BedrockAgentCoreApp(Flask):
         if self.runtime.metrics_blueprint is not None:
             self.register_blueprint(self.runtime.metrics_blueprint)
         #: The shorter way through Flask for the two routes; None where it is gated off.
-        self.fast_path = FastPath.for_app(self)
+        self.fast_path = FastPath.for_app(self, self.runtime)
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Any) -> Any:
         fast_path = self.fast_path

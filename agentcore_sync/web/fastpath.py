@@ -41,7 +41,7 @@ from .blueprint import ping_body, serve_invocation
 from .responses import Answer, as_response
 
 if TYPE_CHECKING:
-    from .app import BedrockAgentCoreApp
+    from .agent import AgentCore
     from .flask31 import InvocationContext
 
 logger = logging.getLogger("agentcore_sync.fastpath")
@@ -74,7 +74,7 @@ class FastPath:
     """Decides per request whether the short way is allowed, and serves it."""
 
     @classmethod
-    def for_app(cls, app: BedrockAgentCoreApp) -> FastPath | None:
+    def for_app(cls, app: Flask, runtime: AgentCore) -> FastPath | None:
         """The fast path of ``app``; None on a Flask version it is not tested on."""
         decided = gate(*FLASK_FAST_PATH)
         log_once(decided)
@@ -82,14 +82,15 @@ class FastPath:
             return None
         from .flask31 import InvocationContext
 
-        return cls(app, InvocationContext)
+        return cls(app, runtime, InvocationContext)
 
-    def __init__(self, app: BedrockAgentCoreApp, context: type[InvocationContext]) -> None:
+    def __init__(self, app: Flask, runtime: AgentCore, context: type[InvocationContext]) -> None:
         self._app = app
+        self._blueprint = runtime.blueprint.name
         self._context = context
-        self._runtime = app.runtime
-        self._ping_view = app.view_functions[f"{app.blueprint.name}.ping"]
-        self._invocations_view = app.view_functions[f"{app.blueprint.name}.invocations"]
+        self._runtime = runtime
+        self._ping_view = app.view_functions[f"{self._blueprint}.ping"]
+        self._invocations_view = app.view_functions[f"{self._blueprint}.invocations"]
         # None until the app's setup is frozen by its first request (as in Flask,
         # hooks cannot be added after that); then whether nothing is registered.
         self._setup_allows: bool | None = None
@@ -149,7 +150,7 @@ class FastPath:
         app = self._app
         # What Flask's own first request does: from now on, setup methods raise.
         app._got_first_request = True
-        scopes = (None, app.blueprint.name)
+        scopes = (None, self._blueprint)
         hooks = any(
             getattr(app, registry).get(scope) for registry in _HOOK_REGISTRIES for scope in scopes
         )
@@ -159,11 +160,10 @@ class FastPath:
         allowed = (
             not hooks
             and len(rules) == 2
-            and app.view_functions.get(f"{app.blueprint.name}.ping") is self._ping_view
-            and app.view_functions.get(f"{app.blueprint.name}.invocations")
-            is self._invocations_view
+            and app.view_functions.get(f"{self._blueprint}.ping") is self._ping_view
+            and app.view_functions.get(f"{self._blueprint}.invocations") is self._invocations_view
             and self._invocations_rule is not None
-            and self._invocations_rule.endpoint == f"{app.blueprint.name}.invocations"
+            and self._invocations_rule.endpoint == f"{self._blueprint}.invocations"
             and not app.url_map.host_matching
             and not app.subdomain_matching
             and all(getattr(type(app), name) is getattr(Flask, name) for name in _DISPATCH_METHODS)
