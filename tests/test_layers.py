@@ -197,3 +197,9 @@ def test_a_runtime_is_not_kept_alive_by_the_process() -> None:
     del app
     gc.collect()
     assert runtime() is None
+
+
+def test_every_folder_of_the_package_is_shipped() -> None:
+    """setup.cfg's ``packages = find:`` ships folders with an ``__init__.py`` only."""
+    folders = {path.parent for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts}
+    assert sorted(f for f in folders if not (f / "__init__.py").exists()) == []

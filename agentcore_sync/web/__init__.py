@@ -1,0 +1,1 @@
+"""The Flask adapter: ``BedrockAgentCoreApp``, ``AgentCore``'s blueprint, responses."""
