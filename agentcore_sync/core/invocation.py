@@ -98,8 +98,9 @@ class BadRequestBody(Exception):
 
 
 def invoke(runtime: Runtime, request: InvocationRequest, framework: Framework) -> Outcome:
-    """Serve one invocation; run it in a copy of the caller's context, so that ids
-    set for this request do not leak into the next one served by the same thread."""
+    """Serve one invocation. Callers run it in a copy of their context
+    (``contextvars.copy_context().run``), so that the ids it sets for this request do
+    not leak into the next one served by the same thread."""
     listeners = runtime.invocation_listeners
     if not listeners:
         return _admit(runtime, request, framework)
