@@ -455,8 +455,15 @@ def test_sigkill_mid_task_running_and_queued_tasks_read_interrupted(
         # Eight pool threads: the first eight run, the last two wait in the queue.
         ids = [client.call("start", kind="thread", seconds=60)["task_id"] for _ in range(10)]
         ids.append(client.call("start", kind="coro", seconds=60)["task_id"])
-        states = [j["state"] for j in client.call("info")["running_jobs"]]
-        assert states.count("queued") == 2, states
+
+        # A pool thread moves a job from queued to running a moment after the submit.
+        def settled() -> list[str] | None:
+            states = [j["state"] for j in client.call("info")["running_jobs"]]
+            return states if states.count("queued") == 2 else None
+
+        states = wait_for(settled, timeout=5)
+        assert states is not None, client.call("info")["running_jobs"]
+        assert len(states) == 11, states
         time.sleep(0.5)  # records reach the store
         client.close()
     finally:
