@@ -157,6 +157,41 @@ def test_handler_error_logs_the_traceback_with_the_ids(json_lines: Any) -> None:
     assert "broken handler" in "".join(failure["stackTrace"])
 
 
+def _record_with_exception() -> logging.LogRecord:
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        return logging.getLogger("my_agent").makeRecord(
+            "my_agent", logging.ERROR, "/srv/agent.py", 12, "lookup failed", (), sys.exc_info(),
+            func="lookup",
+        )  # fmt: skip
+
+
+@pytest.mark.unit
+def test_an_exception_adds_the_sdks_error_fields() -> None:
+    line = json.loads(JSONFormatter().format(_record_with_exception()))
+    assert line["errorType"] == "KeyError"
+    assert line["errorMessage"] == "'missing'"
+    assert isinstance(line["stackTrace"], list) and line["stackTrace"][0].startswith("Traceback")
+    assert line["location"] == "/srv/agent.py:lookup:12"
+    plain = json.loads(JSONFormatter().format(logging.makeLogRecord({"msg": "fine"})))
+    assert not {"errorType", "errorMessage", "stackTrace", "location"} & plain.keys()
+
+
+@pytest.mark.unit
+def test_fields_and_shapes_are_the_official_sdks() -> None:
+    sdk_app = pytest.importorskip("bedrock_agentcore.runtime.app")
+    record = _record_with_exception()
+    ours = json.loads(JSONFormatter().format(record))
+    theirs = json.loads(sdk_app.RequestContextFormatter().format(record))
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert type(ours[key]) is type(value), key
+        if key != "timestamp":
+            assert ours[key] == value, key
+    assert TIMESTAMP.match(ours["timestamp"]) and len(ours["timestamp"]) == len(theirs["timestamp"])
+
+
 def test_a_message_with_newlines_stays_one_line(json_lines: Any) -> None:
     logging.getLogger("my_agent").info("first\nsecond\r\nthird")
     (line,) = lines_with(json_lines(), "first")
