@@ -61,6 +61,7 @@ EXPECTED: dict[str, tuple[int, dict[str, str], bytes]] = {
     ),
     "no_content": (204, {}, b""),
     "redirect": (302, {"content-length": "0", "location": "/elsewhere?q=a%20b"}, b""),
+    "own_call": (207, {"content-type": "text/plain", "x-parts": "2"}, b"part one, part two"),
     "http_default": (
         503,
         {"content-length": "31", "content-type": "application/json"},
@@ -158,6 +159,22 @@ def test_a_streaming_response_is_sent_as_it_is_made(
     assert (first, rest) == (expected_first, expected_rest)
 
 
+def test_a_file_response_sends_the_file_with_starlettes_headers(server: servers.Server) -> None:
+    status, headers, body = answer(server.url, {"kind": "file"})
+    app_file = servers.APPS / "ported_app.py"
+    assert (status, body) == (200, app_file.read_bytes())
+    assert headers["content-length"] == str(app_file.stat().st_size)
+    assert headers["content-type"] == "text/x-python; charset=utf-8"
+    assert headers["accept-ranges"] == "bytes"
+    assert headers["etag"] and headers["last-modified"]
+
+
+def test_a_response_that_fails_before_sending_is_a_json_500(server: servers.Server) -> None:
+    status, headers, body = answer(server.url, {"kind": "missing_file"})
+    assert (status, headers["content-type"]) == (500, "application/json")
+    assert "/nonexistent/report.csv does not exist" in json.loads(body)["error"]
+
+
 def test_a_background_task_runs_after_the_response(server: servers.Server, tmp_path: Path) -> None:
     marker = tmp_path / "background"
     assert answer(server.url, {"kind": "background", "path": str(marker)}) == (
@@ -195,6 +212,21 @@ def sdk_server(tmp_path_factory: Any) -> Iterator[servers.Server]:
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_expected_is_what_the_sdk_sends(sdk_server: servers.Server, kind: str) -> None:
     assert answer(sdk_server.url, {"kind": kind, "id": 7}) == EXPECTED[kind]
+
+
+def test_a_file_response_is_the_sdks_to_the_byte(
+    server: servers.Server, sdk_server: servers.Server
+) -> None:
+    assert answer(server.url, {"kind": "file"}) == answer(sdk_server.url, {"kind": "file"})
+
+
+def test_the_sdk_answers_a_failed_response_as_plain_text(sdk_server: servers.Server) -> None:
+    # The difference on purpose: this runtime's errors are JSON, naming the error.
+    assert answer(sdk_server.url, {"kind": "missing_file"}) == (
+        500,
+        {"content-length": "21", "content-type": "text/plain; charset=utf-8"},
+        b"Internal Server Error",
+    )
 
 
 def test_the_sdk_drops_an_http_exceptions_headers(sdk_server: servers.Server) -> None:

@@ -112,7 +112,7 @@ def answer_of(outcome: Outcome, loop: LoopThread) -> Answer:
     try:
         return ported.to_werkzeug(native, loop)  # type: ignore[return-value]
     except ported.UnsendableResponse as exc:
-        logger.error("%s", exc)
+        logger.exception("%s", exc)
         return json_error(500, str(exc))
 
 

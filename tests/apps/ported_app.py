@@ -60,6 +60,16 @@ async def _async_chunks(gate: str) -> Any:
     yield "data: done\n\n"
 
 
+class TwoPartResponse(Response):
+    """A response of the user's own, sending its body in two messages."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"x-parts", b"2")]
+        await send({"type": "http.response.start", "status": 207, "headers": headers})
+        await send({"type": "http.response.body", "body": b"part one, ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"part two"})
+
+
 def _write(path: str, text: str) -> None:
     Path(path).write_text(text)
 
@@ -100,6 +110,10 @@ def handler(payload: dict[str, Any]) -> Any:
         return JSONResponse({"ok": True}, background=BackgroundTask(_write, payload["path"], "ran"))
     if kind == "file":
         return FileResponse(__file__)
+    if kind == "missing_file":
+        return FileResponse("/nonexistent/report.csv")
+    if kind == "own_call":
+        return TwoPartResponse()
     if kind == "http_400":
         raise HTTPException(400, detail="bad thing", headers={"X-Reason": "bad"})
     if kind == "http_default":
