@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,13 @@ STREAMS = {
 }
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds or ``timeout`` passes (the assert after says which)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def answer(url: str, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     reply = requests.post(url + "/invocations", json=payload, allow_redirects=False, timeout=60)
     headers = {k.lower(): v for k, v in reply.headers.items() if k.lower() not in SERVER_HEADERS}
@@ -159,6 +166,17 @@ def test_a_streaming_response_is_sent_as_it_is_made(
     assert (first, rest) == (expected_first, expected_rest)
 
 
+def test_a_client_that_leaves_closes_the_stream(server: servers.Server, tmp_path: Path) -> None:
+    marker = tmp_path / "closed"
+    payload = {"kind": "stream_endless", "marker": str(marker)}
+    with requests.post(server.url + "/invocations", json=payload, stream=True, timeout=60) as reply:
+        assert next(reply.iter_content(chunk_size=None)).startswith(b"tick")
+    # The server finds the client gone at its next write and closes the body,
+    # which closes the handler's async generator on the loop.
+    wait_for(marker.exists)
+    assert marker.read_text() == "closed"
+
+
 def test_a_file_response_sends_the_file_with_starlettes_headers(server: servers.Server) -> None:
     status, headers, body = answer(server.url, {"kind": "file"})
     app_file = servers.APPS / "ported_app.py"
@@ -182,9 +200,7 @@ def test_a_background_task_runs_after_the_response(server: servers.Server, tmp_p
         {"content-length": "11", "content-type": "application/json"},
         b'{"ok":true}',
     )
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(marker.exists)
     assert marker.read_text() == "ran"
 
 
@@ -241,6 +257,52 @@ def test_the_sdk_streams_alike(sdk_server: servers.Server, kind: str, tmp_path: 
     assert {k: headers.get(k) for k in expected_headers} == expected_headers
     assert "content-length" not in headers
     assert (first, rest) == (expected_first, expected_rest)
+
+
+# -- through Flask's own dispatch -------------------------------------------------
+
+
+@pytest.mark.unit
+def test_a_mounted_agent_sends_them_alike_through_flasks_dispatch(tmp_path: Path) -> None:
+    """An agent mounted into a Flask app whose ``after_request`` hook runs: Flask
+    turns the answer into its own response class on the way out."""
+    import flask
+    from starlette.responses import Response, StreamingResponse
+
+    from agentcore_sync import AgentCore
+
+    agent = AgentCore(configure_logging=False)
+    app = flask.Flask(__name__)
+    app.register_blueprint(agent.blueprint)
+
+    @app.after_request
+    def tag(response: flask.Response) -> flask.Response:
+        response.headers["X-Hooked"] = "1"
+        return response
+
+    async def chunks() -> Any:
+        yield "one "
+        yield b"two"
+
+    @agent.entrypoint
+    def handler(payload: dict[str, Any]) -> Any:
+        if payload["kind"] == "no_content":
+            return Response(status_code=204)
+        if payload["kind"] == "bare":
+            return Response(b"raw")
+        return StreamingResponse(chunks())
+
+    client = app.test_client()
+    for kind, status, body, absent in (
+        ("no_content", 204, b"", {"content-type", "content-length"}),
+        ("bare", 200, b"raw", {"content-type"}),
+        ("stream", 200, b"one two", {"content-type", "content-length"}),
+    ):
+        reply = client.post("/invocations", json={"kind": kind})
+        headers = {k.lower() for k, _ in reply.headers.items()}
+        assert (reply.status_code, reply.data, reply.headers["X-Hooked"]) == (status, body, "1")
+        assert not absent & headers, (kind, headers)
+    assert client.post("/invocations", json={"kind": "bare"}).headers["Content-Length"] == "3"
 
 
 # -- without Starlette -------------------------------------------------------------

@@ -70,6 +70,15 @@ class TwoPartResponse(Response):
         await send({"type": "http.response.body", "body": b"part two"})
 
 
+async def _endless(marker: str) -> Any:
+    try:
+        while True:
+            yield "tick\n"
+            await asyncio.sleep(0.01)
+    finally:
+        Path(marker).write_text("closed")
+
+
 def _write(path: str, text: str) -> None:
     Path(path).write_text(text)
 
@@ -106,6 +115,8 @@ def handler(payload: dict[str, Any]) -> Any:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Agent": "ported"},
         )
+    if kind == "stream_endless":
+        return StreamingResponse(_endless(payload["marker"]), media_type="text/plain")
     if kind == "background":
         return JSONResponse({"ok": True}, background=BackgroundTask(_write, payload["path"], "ran"))
     if kind == "file":
