@@ -84,7 +84,7 @@ def to_werkzeug(response: Any, loop: LoopThread) -> WerkzeugResponse:
     context = contextvars.copy_context()
     streaming = sys.modules["starlette.responses"].StreamingResponse
     call = type(response).__call__
-    background = response.background
+    background = getattr(response, "background", None)
     if call is streaming.__call__:
         converted = PortedResponse(
             _chunks(loop.iterate(response.body_iterator, context), response.charset),
@@ -198,11 +198,13 @@ def _headers(response: Any) -> list[tuple[str, str]]:
 
 
 def _chunks(items: Generator[Any, None, None], charset: str) -> Iterator[bytes]:
-    # Starlette encodes text chunks with the response's charset. Closed by the
+    # Starlette encodes text chunks with the response's charset; an empty one is
+    # not written (to a chunked body it would read as the end). Closed by the
     # server (the client left, or the body ended): the source is closed on the loop.
     try:
         for chunk in items:
-            yield chunk.encode(charset) if isinstance(chunk, str) else bytes(chunk)
+            if chunk:
+                yield chunk.encode(charset) if isinstance(chunk, str) else bytes(chunk)
     finally:
         items.close()
 
