@@ -157,6 +157,41 @@ def test_handler_error_logs_the_traceback_with_the_ids(json_lines: Any) -> None:
     assert "broken handler" in "".join(failure["stackTrace"])
 
 
+def _record_with_exception() -> logging.LogRecord:
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        return logging.getLogger("my_agent").makeRecord(
+            "my_agent", logging.ERROR, "/srv/agent.py", 12, "lookup failed", (), sys.exc_info(),
+            func="lookup",
+        )  # fmt: skip
+
+
+@pytest.mark.unit
+def test_an_exception_adds_the_sdks_error_fields() -> None:
+    line = json.loads(JSONFormatter().format(_record_with_exception()))
+    assert line["errorType"] == "KeyError"
+    assert line["errorMessage"] == "'missing'"
+    assert isinstance(line["stackTrace"], list) and line["stackTrace"][0].startswith("Traceback")
+    assert line["location"] == "/srv/agent.py:lookup:12"
+    plain = json.loads(JSONFormatter().format(logging.makeLogRecord({"msg": "fine"})))
+    assert not {"errorType", "errorMessage", "stackTrace", "location"} & plain.keys()
+
+
+@pytest.mark.unit
+def test_fields_and_shapes_are_the_official_sdks() -> None:
+    sdk_app = pytest.importorskip("bedrock_agentcore.runtime.app")
+    record = _record_with_exception()
+    ours = json.loads(JSONFormatter().format(record))
+    theirs = json.loads(sdk_app.RequestContextFormatter().format(record))
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert type(ours[key]) is type(value), key
+        if key != "timestamp":
+            assert ours[key] == value, key
+    assert TIMESTAMP.match(ours["timestamp"]) and len(ours["timestamp"]) == len(theirs["timestamp"])
+
+
 def test_a_message_with_newlines_stays_one_line(json_lines: Any) -> None:
     logging.getLogger("my_agent").info("first\nsecond\r\nthird")
     (line,) = lines_with(json_lines(), "first")
@@ -260,3 +295,167 @@ def test_default_configuration_writes_json_lines_to_stderr(tmp_path: Path) -> No
     assert TIMESTAMP.match(handled["timestamp"])
     (done,) = lines_with(lines, "done")
     assert "requestId" not in done
+
+
+# -- task lifecycle lines, as the official SDK writes them -------------------------
+
+STARTED = re.compile(r"^Async task started: (?P<name>\S+) \(ID: (?P<id>-?\d+)\)$")
+COMPLETED = re.compile(
+    r"^Async task completed: (?P<name>\S+) \(ID: (?P<id>-?\d+), Duration: \d+\.\d\ds\)$"
+)
+
+
+def task_lines(lines: list[dict[str, Any]], name: str) -> list[tuple[str, dict[str, Any]]]:
+    """("started" | "completed", line) for each lifecycle line of the tasks named ``name``."""
+    found = []
+    for line in lines:
+        for kind, pattern in (("started", STARTED), ("completed", COMPLETED)):
+            match = pattern.match(line["message"])
+            if match and match["name"] == name:
+                found.append((kind, line))
+    return found
+
+
+def flushed(json_lines: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    from agentcore_sync.core.tasklog import task_log
+
+    task_log.flush()
+    return json_lines()
+
+
+@pytest.mark.unit
+def test_every_kind_of_task_logs_its_start_and_completion(json_lines: Any) -> None:
+    app = new_app()
+
+    @app.async_task
+    def decorated() -> int:
+        return 1
+
+    @app.async_task
+    def started_in_background() -> int:
+        return 2
+
+    def submitted() -> int:
+        return 3
+
+    task_id = app.add_async_task("by_hand", {"file": "data.csv"})
+    assert app.complete_async_task(task_id)
+    decorated()
+    started_in_background.start().result(timeout=10)
+    app.submit(submitted).result(timeout=10)
+    lines = flushed(json_lines)
+
+    for name in ("by_hand", "decorated", "started_in_background", "submitted"):
+        found = task_lines(lines, name)
+        assert [kind for kind, _ in found] == ["started", "completed"], (name, lines)
+        for _, line in found:
+            assert line["level"] == "INFO" and line["logger"] == "agentcore_sync.tasks"
+    (_, started), (_, completed) = task_lines(lines, "by_hand")
+    assert STARTED.match(started["message"])["id"] == str(task_id)
+    assert COMPLETED.match(completed["message"])["id"] == str(task_id)
+
+
+@pytest.mark.unit
+def test_a_task_added_in_a_request_logs_with_its_ids(json_lines: Any) -> None:
+    app = new_app()
+    added: list[int] = []
+
+    @app.entrypoint
+    def handler(payload):
+        added.append(app.add_async_task("in_request"))
+        return {}
+
+    app.test_client().post("/invocations", json={}, headers=IDS)
+    app.complete_async_task(added[0])
+    (_, started), (_, completed) = task_lines(flushed(json_lines), "in_request")
+    assert (started.get("requestId"), started.get("sessionId")) == ("req-42", "sess-42")
+    assert "requestId" not in completed  # completed outside the request
+
+
+@pytest.mark.unit
+def test_completing_an_unknown_task_warns_as_the_sdk_does(json_lines: Any) -> None:
+    app = new_app()
+    assert app.complete_async_task(123456789) is False
+    (line,) = lines_with(json_lines(), "123456789")
+    assert line["message"] == "Attempted to complete unknown task ID: 123456789"
+    assert line["level"] == "WARNING"
+
+
+@pytest.mark.unit
+def test_a_flood_of_tasks_is_logged_a_batch_at_a_time_with_a_count(json_lines: Any) -> None:
+    from agentcore_sync.core.tasklog import MAX_NOTES
+
+    app = new_app()
+    tasks = 5 * MAX_NOTES
+    for _ in range(tasks):
+        app.complete_async_task(app.add_async_task("flooding"))
+    lines = flushed(json_lines)
+    written = len(task_lines(lines, "flooding"))
+    counted = [
+        int(re.search(r"(\d+) more", line["message"])[1])
+        for line in lines_with(lines, "faster than logged one by one: ")
+    ]
+    assert written <= 2 * tasks and counted, lines[-3:]
+    # The counts are a lower bound only when threads race; here one thread notes all.
+    assert written + sum(counted) == 2 * tasks
+
+
+@pytest.mark.unit
+def test_nothing_is_noted_while_info_is_off(json_lines: Any) -> None:
+    from agentcore_sync.core.tasklog import task_log
+
+    logger = logging.getLogger("agentcore_sync.tasks")
+    app = new_app()
+    logger.setLevel(logging.WARNING)
+    try:
+        app.complete_async_task(app.add_async_task("quiet"))
+        assert not task_log._notes
+    finally:
+        logger.setLevel(logging.NOTSET)
+    assert task_lines(flushed(json_lines), "quiet") == []
+
+
+@pytest.mark.unit
+def test_lifecycle_lines_read_as_the_official_sdks() -> None:
+    sdk_app = pytest.importorskip("bedrock_agentcore.runtime.app")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    sdk = sdk_app.BedrockAgentCoreApp()
+    sdk.logger.addHandler(Keep())
+    sdk.complete_async_task(sdk.add_async_task("same_name"))
+    sdk.complete_async_task(42)
+    theirs = [(r.levelname, r.getMessage()) for r in records]
+
+    ours_lines = io.StringIO()
+    handler = logging.StreamHandler(ours_lines)
+    handler.setFormatter(logging.Formatter("%(levelname)s|%(message)s"))
+    package = logging.getLogger("agentcore_sync")
+    package.addHandler(handler)
+    previous = package.level
+    package.setLevel(logging.INFO)
+    try:
+        app = new_app()
+        app.complete_async_task(app.add_async_task("same_name"))
+        app.complete_async_task(42)
+        from agentcore_sync.core.tasklog import task_log
+
+        task_log.flush()
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(previous)
+    ours = [
+        tuple(line.split("|", 1))
+        for line in ours_lines.getvalue().splitlines()
+        if "task" in line and "Ping status" not in line
+    ]
+
+    def shape(level: str, message: str) -> tuple[str, str]:
+        return level, re.sub(r"\d+\.\d\ds", "Ds", re.sub(r"ID: -?\d+", "ID: N", message))
+
+    # The unknown id's warning is written at once, the other two shortly after.
+    assert sorted(shape(*line) for line in ours) == sorted(shape(*line) for line in theirs)
+    assert len(theirs) == 3

@@ -2,7 +2,8 @@
 
 Every task, whether registered by hand (``add_async_task``), by ``@async_task``
 or by the background executor, is one entry here; the automatic ping status is
-``HealthyBusy`` exactly while the set is non-empty.
+``HealthyBusy`` exactly while the set is non-empty. Each start and end is
+logged as the official SDK logs it (``tasklog``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from ..models import TaskState
 from .busy import BusyFlag
+from .tasklog import task_log
 
 logger = logging.getLogger("agentcore_sync.registry")
 
@@ -27,6 +29,10 @@ logger = logging.getLogger("agentcore_sync.registry")
 DEFAULT_MAX_DURATION = 8 * 3600.0
 #: Seconds between two looks of the watchdog for overdue tasks.
 WATCHDOG_INTERVAL = 1.0
+
+# Bound once: they run twice per task.
+_log_started = task_log.started
+_log_completed = task_log.completed
 
 
 @dataclass(slots=True)
@@ -125,6 +131,7 @@ class TaskRegistry:
             self._settle_busy(started_at, name)
         if self._watchdog is None:
             self._start_watchdog()
+        _log_started(name, task_id, started_at)
         return task_id
 
     def set_state(self, task_id: int, state: TaskState) -> bool:
@@ -146,12 +153,11 @@ class TaskRegistry:
                 entry = tasks.pop(task_id, None)
                 self.publish(len(tasks))
         if entry is None:
-            logger.warning(
-                "Attempted to complete unknown or already completed task ID: %s", task_id
-            )
+            logger.warning("Attempted to complete unknown task ID: %s", task_id)
             return None
         if not tasks and self.busy.busy:
             self._settle_busy(time.time(), entry.name)
+        _log_completed(entry.name, task_id, entry.started_at)
         return entry
 
     def _settle_busy(self, at: float, name: str) -> None:

@@ -69,8 +69,13 @@ def serve_invocation(runtime: Runtime, req: Request) -> Answer:
         note_unprepared_server(runtime, req.environ)
     opened = _opened_body(req) if "stream" in req.__dict__ else None
     invocation = InvocationRequest(req.environ, req, opened)
-    outcome = contextvars.copy_context().run(invoke, runtime, invocation, WERKZEUG)
-    return answer_of(outcome)
+    return contextvars.copy_context().run(_serve, runtime, invocation)
+
+
+def _serve(runtime: Runtime, invocation: InvocationRequest) -> Answer:
+    # The answer is made in the invocation's context too: a ported Starlette
+    # stream is pulled in it.
+    return answer_of(invoke(runtime, invocation, WERKZEUG), runtime.loop)
 
 
 def _opened_body(req: Request) -> Any:

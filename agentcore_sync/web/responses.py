@@ -7,6 +7,7 @@ handler return values are responses, and how its HTTP errors are answered.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +18,11 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..core import invocation
 from ..core.invocation import Outcome, OutcomeKind
+from ..core.loop import LoopThread
 from ..core.streams import EventStream
+from . import ported
+
+logger = logging.getLogger("agentcore_sync.invocations")
 
 JSON = "application/json"
 
@@ -90,26 +95,43 @@ def event_stream_response(stream: EventStream) -> Response:
 Answer = Response | JSONReply
 
 
-def answer_of(outcome: Outcome) -> Answer:
-    """The WSGI application that sends ``outcome``."""
+def answer_of(outcome: Outcome, loop: LoopThread) -> Answer:
+    """The WSGI application that sends ``outcome``.
+
+    Called in the invocation's context: a ported Starlette stream is pulled in
+    it, on ``loop``, the runtime's.
+    """
     if outcome.kind is OutcomeKind.JSON:
         return JSONReply(outcome.body, outcome.status, outcome.headers)
     if outcome.kind is OutcomeKind.STREAM:
         assert outcome.stream is not None
         return event_stream_response(outcome.stream)
-    return outcome.native  # type: ignore[no-any-return]
+    native = outcome.native
+    if isinstance(native, WerkzeugResponse):
+        return native  # type: ignore[return-value]
+    try:
+        return ported.to_werkzeug(native, loop)  # type: ignore[return-value]
+    except ported.UnsendableResponse as exc:
+        logger.exception("%s", exc)
+        return json_error(500, str(exc))
 
 
 class _Werkzeug:
-    """What the invocation pipeline needs to know of werkzeug."""
+    """What the invocation pipeline needs to know of werkzeug, and of the
+    Starlette objects that handlers ported from the official SDK return or
+    raise (``ported``: only when Starlette is already imported)."""
 
     def is_response(self, value: Any) -> bool:
-        return isinstance(value, WerkzeugResponse)
+        return isinstance(value, WerkzeugResponse) or ported.is_starlette_response(value)
 
     def http_error(self, exc: BaseException) -> Outcome | None:
-        if not isinstance(exc, HTTPException):
-            return None
-        return Outcome(OutcomeKind.NATIVE, exc.code or 500, native=http_exception_response(exc))
+        if isinstance(exc, HTTPException):
+            native = http_exception_response(exc)
+            return Outcome(OutcomeKind.NATIVE, exc.code or 500, native=native)
+        if ported.is_starlette_http_exception(exc):
+            native = ported.http_exception_response(exc)
+            return Outcome(OutcomeKind.NATIVE, native.status_code, native=native)
+        return None
 
 
 WERKZEUG = _Werkzeug()
