@@ -95,7 +95,11 @@ def official_context() -> OfficialContext | None:
 
 
 def _load() -> OfficialContext | None:
-    if importlib.util.find_spec("bedrock_agentcore") is None:
+    try:
+        spec = importlib.util.find_spec("bedrock_agentcore")
+    except (ImportError, ValueError):  # a broken install, or an import blocked in sys.modules
+        spec = None
+    if spec is None:
         return None
     try:
         from bedrock_agentcore.config_bundle.bundle import ConfigBundleRef as OfficialRef
