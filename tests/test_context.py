@@ -246,6 +246,29 @@ def test_the_sdks_context_is_filled_per_request_and_cleared_for_the_next() -> No
 
 
 @pytest.mark.unit
+def test_coroutine_and_streaming_handlers_see_the_sdks_context() -> None:
+    app = BedrockAgentCoreApp(configure_logging=False)
+
+    @app.entrypoint
+    async def handler(payload):
+        if payload.get("stream"):
+            return stream()
+        await asyncio.sleep(0)
+        return SdkContext.get_workload_access_token()
+
+    async def stream():
+        for _ in range(2):
+            await asyncio.sleep(0)
+            yield [SdkContext.get_workload_access_token(), SdkContext.get_session_id()]
+
+    headers = {"WorkloadAccessToken": "token-a", SESSION: "session-a"}
+    client = app.test_client()
+    assert client.post("/invocations", json={}, headers=headers).json == "token-a"
+    reply = client.post("/invocations", json={"stream": True}, headers=headers)
+    assert reply.data == b'data: ["token-a", "session-a"]\n\n' * 2
+
+
+@pytest.mark.unit
 def test_setters_reach_the_sdks_context_too() -> None:
     app = BedrockAgentCoreApp(configure_logging=False)
 
