@@ -4,9 +4,9 @@ Code written for the official SDK runs after replacing the import
 ``bedrock_agentcore.runtime`` with ``agentcore_sync``.
 """
 
-from .core.context import BedrockAgentCoreContext, RequestContext
+from .core.context import BedrockAgentCoreContext, RequestContext, copy_request_context
 from .core.handles import TaskHandle
-from .models import PingStatus
+from .models import ConfigBundleRef, PingStatus
 from .web.agent import AgentCore
 from .web.app import AgentCoreApp, BedrockAgentCoreApp
 
@@ -15,7 +15,9 @@ __all__ = [
     "AgentCoreApp",
     "BedrockAgentCoreApp",
     "BedrockAgentCoreContext",
+    "ConfigBundleRef",
     "PingStatus",
     "RequestContext",
     "TaskHandle",
+    "copy_request_context",
 ]

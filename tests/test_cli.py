@@ -125,10 +125,10 @@ def test_invoke_prints_json_and_sends_the_managed_runtimes_headers(
     assert answer["payload"] == {"action": "echo", "n": 1}
     assert answer["request_id"] == "request-1"
     assert len(answer["session_id"]) >= 33, "the managed runtime's minimum session id length"
-    headers = {name.lower(): value for name, value in answer["headers"].items()}
+    headers = answer["headers"]  # spelled as the official SDK spells them
     assert headers["x-amzn-bedrock-agentcore-runtime-custom-tenant"] == "acme"
     assert headers["x-amzn-bedrock-agentcore-runtime-custom-trace"] == "t-1"
-    assert headers["authorization"] == "Bearer token"
+    assert headers["Authorization"] == "Bearer token"
 
 
 def test_invoke_keeps_one_session_per_agent_until_told_otherwise(agent: servers.Server) -> None:

@@ -80,13 +80,14 @@ def _forwarded_name(environ_key: str) -> str | None:
     """The name agent code sees the WSGI value ``environ_key`` under, or None.
 
     None for what is no header (``wsgi.input``, ``PATH_INFO``...) and for a
-    withheld header. Named as werkzeug names environ headers
-    (``X-Custom-Header``), with ``Authorization`` under its canonical name.
+    withheld header. Named as the official SDK names them, so that lookups
+    written for it find them: lower case (its ASGI server hands it lower-cased
+    names, as HTTP/2 sends them), with ``Authorization`` under its canonical name.
     """
     if not environ_key.startswith("HTTP_"):
         return None
-    name = environ_key[5:].replace("_", "-").title()
-    if name.lower() == _AUTHORIZATION:
+    name = environ_key[5:].replace("_", "-").lower()
+    if name == _AUTHORIZATION:
         return AUTHORIZATION_HEADER
     return name if is_forwarded(name) else None
 
