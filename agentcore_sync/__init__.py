@@ -9,6 +9,7 @@ from .core.handles import TaskHandle
 from .models import PingStatus
 from .web.agent import AgentCore
 from .web.app import AgentCoreApp, BedrockAgentCoreApp
+from .web.websocket import SyncWebSocket, WebSocket, WebSocketDisconnect
 
 __all__ = [
     "AgentCore",
@@ -17,5 +18,8 @@ __all__ = [
     "BedrockAgentCoreContext",
     "PingStatus",
     "RequestContext",
+    "SyncWebSocket",
     "TaskHandle",
+    "WebSocket",
+    "WebSocketDisconnect",
 ]

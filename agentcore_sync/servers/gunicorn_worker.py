@@ -45,6 +45,7 @@ from gunicorn.workers import gthread
 
 from ..core.versions import GUNICORN_WORKER, gate
 from .inline_ping import MAX_HEAD, InlinePing, is_plain_ping
+from .serving import runtimes_of
 
 #: Seconds a stopping worker keeps connections that have not sent a request.
 _STOP_LINGER = getattr(gthread, "STOP_KEEPALIVE_LINGER", 2.0)
@@ -120,6 +121,14 @@ class ThreadWorker(gthread.ThreadWorker):
             self._keeps_connections = not self.cfg.is_ssl
             # The app is loaded and post_worker_init has run: what is served is known.
             self._inline = self._inline_ping()
+        if any(getattr(r, "websocket_handler", None) for r in runtimes_of(self.wsgi)):
+            # The WSGI call of /ws holds its pool thread for the connection's life
+            # and ends by raising StopIteration, which gthread reads as "close the
+            # connection, write nothing": no answer on it, no keep-alive.
+            self.log.info(
+                "Serving WebSocket /ws: each connection holds one of the %d threads",
+                self.cfg.threads,
+            )
         super().run()
 
     def _inline_ping(self) -> InlinePing | None:
