@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 import requests
 import websocket
+from servers import APPS, Server, gunicorn, run_script, serving, waitress
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp, WebSocketDisconnect
-
-from servers import APPS, Server, gunicorn, run_script, serving, waitress
 
 SESSION = "websocket-session-0123456789abcdef-0123"
 UPGRADE = {
@@ -237,8 +236,9 @@ def test_an_open_websocket_holds_an_invocation_slot(tmp_path: Path) -> None:
         ws.close()
         # The slot is given back when the connection ends.
         wait_for(
-            lambda: requests.post(server.url + "/invocations", json={}, timeout=5).status_code
-            == 200,
+            lambda: (
+                requests.post(server.url + "/invocations", json={}, timeout=5).status_code == 200
+            ),
             "the slot to be released",
         )
         assert requests.get(server.url + "/ping", timeout=5).json()["status"] == "Healthy"
@@ -252,9 +252,7 @@ def test_ping_and_invocations_are_answered_while_websockets_are_open(ws_server: 
         assert ws.recv() == "OPEN"
     for _ in range(20):
         assert requests.get(ws_server.url + "/ping", timeout=5).status_code == 200
-    assert requests.post(ws_server.url + "/invocations", json=1, timeout=5).json() == {
-        "invoked": 1
-    }
+    assert requests.post(ws_server.url + "/invocations", json=1, timeout=5).json() == {"invoked": 1}
     for ws in sockets:
         ws.send("still")
         assert ws.recv() == "STILL"

@@ -151,7 +151,9 @@ class Connection:
             raise ValueError("Extra handshake headers are not supported by agentcore_sync's /ws")
         with self._lock:
             if self.state is not State.CONNECTING:
-                raise RuntimeError(f"Cannot accept a WebSocket connection that is {self.state.value}")
+                raise RuntimeError(
+                    f"Cannot accept a WebSocket connection that is {self.state.value}"
+                )
             from simple_websocket import Server
 
             sock = server_socket(self._environ)
@@ -318,11 +320,6 @@ class _Handshake:
     @property
     def url(self) -> str:
         return self._request.url  # type: ignore[no-any-return]
-
-    @property
-    def state(self) -> State:
-        """The connection's state (``State``)."""
-        return self._connection.state
 
 
 class SyncWebSocket(_Handshake):
@@ -598,7 +595,9 @@ def _session(agent: AgentCore, handler: Callable[..., Any], req: Request) -> Ans
                 connection.close(1011)
         if connection.state is State.CONNECTING:
             logger.error("WebSocket handler returned without accepting the connection")
-            return json_error(500, "The WebSocket handler returned without accepting the connection")
+            return json_error(
+                500, "The WebSocket handler returned without accepting the connection"
+            )
         if connection.state is State.REJECTED:
             return json_error(403, "WebSocket connection refused by the handler")
     finally:
@@ -638,8 +637,7 @@ def note_websocket_server(agent: AgentCore, server: str) -> None:
     """At start, under a server that cannot hold WebSockets: say where ``/ws`` is served."""
     if agent.websocket_handler is not None:
         logger.warning(
-            "WebSocket /ws is not served on %s (it cannot hold a connection; /ws answers 501): "
-            "%s",
+            "WebSocket /ws is not served on %s (it cannot hold a connection; /ws answers 501): %s",
             server,
             _SERVE_HINT,
         )
