@@ -138,6 +138,15 @@ def test_a_request_id_is_made_when_the_upgrade_request_has_none(ws_server: Serve
     assert first["session_id"] is None
 
 
+@pytest.mark.e2e
+def test_messages_are_sent_while_the_handler_waits_for_one(ws_server: Server) -> None:
+    ws = connect(ws_server, "duplex")
+    assert [json.loads(ws.recv()) for _ in range(3)] == [{"tick": i} for i in range(3)]
+    ws.send("x")
+    assert ws.recv() == "got x"
+    ws.close()
+
+
 # -- errors and disconnects -----------------------------------------------------------
 
 

@@ -8,8 +8,10 @@ file where a handler writes what it saw when its client left.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect  # what the SDK's handlers catch
@@ -70,6 +72,15 @@ if os.environ.get("WS_HANDLER") == "sync":
             elif do == "hold":
                 websocket.send_text("held")
                 websocket.receive_text()
+            elif do == "duplex":
+                # Sends from another thread while this one waits for a message.
+                pump = threading.Thread(
+                    target=lambda: [websocket.send_json({"tick": i}) for i in range(3)]
+                )
+                pump.start()
+                text = websocket.receive_text()
+                pump.join()
+                websocket.send_text(f"got {text}")
         except WebSocketDisconnect as disconnect:
             if do in ("hold", "json"):
                 _record(disconnect)
@@ -104,6 +115,16 @@ else:
             elif do == "hold":
                 await websocket.send_text("held")
                 await websocket.receive_text()
+            elif do == "duplex":
+                # A task sends while the handler waits for a message, as voice agents do.
+                async def pump() -> None:
+                    for i in range(3):
+                        await websocket.send_json({"tick": i})
+
+                task = asyncio.create_task(pump())
+                text = await websocket.receive_text()
+                await task
+                await websocket.send_text(f"got {text}")
         except WebSocketDisconnect as disconnect:
             if do in ("hold", "json"):
                 _record(disconnect)
