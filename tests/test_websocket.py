@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import struct
 import time
@@ -272,6 +273,27 @@ def test_ping_and_invocations_are_answered_while_websockets_are_open(ws_server: 
 def test_the_shipped_gunicorn_worker_says_it_serves_ws(ws_server: Server) -> None:
     shipped = "gthread" not in ws_server.argv
     assert ("Serving WebSocket /ws" in ws_server.log()) is shipped
+
+
+@pytest.mark.e2e
+def test_a_stopping_worker_closes_open_websockets_with_1012(tmp_path: Path) -> None:
+    env = {"WS_RECORD": str(tmp_path / "record.json")}
+    server = gunicorn("ws_app:app", tmp_path, env=env).start()
+    try:
+        ws = connect(server, "hold")
+        assert ws.recv() == "held"
+        server.signal(signal.SIGTERM)
+        # As uvicorn does when the official SDK's server stops: "service restart".
+        assert close_code(ws) == 1012
+        seen = json.loads(
+            wait_for(
+                lambda: record_of(server).exists() and record_of(server).read_text(), "the record"
+            )
+        )
+        assert seen["code"] == 1012
+        assert server.wait(timeout=60) == 0
+    finally:
+        server.kill()
 
 
 # -- servers that cannot hold a WebSocket --------------------------------------------------

@@ -131,6 +131,23 @@ class ThreadWorker(gthread.ThreadWorker):
             )
         super().run()
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: stop as gthread does, and close open WebSockets (``/ws``), which
+        would otherwise hold their threads until the graceful timeout runs out."""
+        super().handle_exit(sig, frame)
+        closers = [
+            close
+            for runtime in runtimes_of(getattr(self, "wsgi", None))
+            if (close := getattr(runtime, "close_websockets", None)) is not None
+        ]
+        if closers:
+            # Not in the signal handler itself: closing takes locks and writes to sockets.
+            threading.Thread(
+                target=lambda: [close() for close in closers],
+                name="websockets-going-away",
+                daemon=True,  # a client that reads nothing must not hold the exit
+            ).start()
+
     def _inline_ping(self) -> InlinePing | None:
         cfg = self.cfg
         refusal = None

@@ -47,7 +47,8 @@ class AgentCore(Runtime):
         if configure_logging:
             install_json_logging()
         self.blueprint: Blueprint = make_blueprint(self)
-        add_websocket_route(self.blueprint, self)
+        #: The connections open at ``/ws`` now.
+        self.websockets = add_websocket_route(self.blueprint, self)
         #: The blueprint serving Prometheus metrics, when ``metrics_path`` is set.
         self.metrics_blueprint: Blueprint | None = (
             enable_metrics(self, metrics_path) if metrics_path is not None else None
@@ -65,6 +66,12 @@ class AgentCore(Runtime):
         check_handler(func)
         self.websocket_handler = func
         return func
+
+    def close_websockets(self, code: int = 1012) -> int:
+        """Close every open ``/ws`` connection with ``code`` (1012: the server restarts,
+        as uvicorn closes them when it stops); returns how many were open. The
+        shipped gunicorn worker calls it on SIGTERM."""
+        return self.websockets.going_away(code)
 
     def wsgi_app_for_serving(self) -> Flask:
         """A Flask application that serves this runtime alone."""

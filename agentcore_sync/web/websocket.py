@@ -141,10 +141,12 @@ class Connection:
         #: Called by the library's reader thread when a message arrives or the client leaves.
         self.on_message = on_message
         self._server: Any = None
-        # _lock guards state. Invariant: state only moves forward, CONNECTING to
-        # OPEN or REJECTED, OPEN to CLOSED or DISCONNECTED; _server is set from OPEN on.
+        # _lock guards state and _left_code. Invariant: state only moves forward,
+        # CONNECTING to OPEN or REJECTED, OPEN to CLOSED or DISCONNECTED; _server is
+        # set from OPEN on; _left_code is the code of a close by going_away().
         self._lock = threading.Lock()
         self.state = State.CONNECTING
+        self._left_code: int | None = None
 
     def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         if headers:
@@ -156,6 +158,7 @@ class Connection:
                 )
             from simple_websocket import Server
 
+            _disconnect_class()  # imports Starlette here, not later on the event loop
             sock = server_socket(self._environ)
             assert sock is not None  # the view checked
             environ = {k: v for k, v in self._environ.items() if k not in _SOCKET_KEYS}
@@ -227,6 +230,21 @@ class Connection:
         with contextlib.suppress(ConnectionClosed, OSError):
             server.close(code, reason)
 
+    def going_away(self, code: int) -> None:
+        """From any thread: close with ``code`` because the server stops; the
+        handler's next receive or send raises the disconnect, with that code."""
+        with self._lock:
+            if self.state is not State.OPEN:
+                return
+            self.state = State.DISCONNECTED
+            self._left_code = code
+            server = self._server
+        from simple_websocket import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed, OSError):
+            server.close(code, "server shutting down")
+        server.event.set()  # wakes a receive waiting for the reader thread
+
     def finish(self) -> None:
         """After the handler: close if still open, wait a little for the client's
         close, then end the reader thread and leave the socket to the server."""
@@ -259,8 +277,9 @@ class Connection:
             if self.state is State.OPEN:
                 self.state = State.DISCONNECTED
         server = self._server
-        code = int(server.close_reason) if server is not None else 1006
-        return _disconnect_class()(code, server.close_message if server is not None else None)
+        if self._left_code is not None:
+            return _disconnect_class()(self._left_code, "server shutting down")
+        return _disconnect_class()(int(server.close_reason), server.close_message)
 
 
 # -- the handler's side: Starlette's WebSocket methods ---------------------------
@@ -490,6 +509,43 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
         future.set_result(result)
 
 
+class OpenWebSockets:
+    """The connections a runtime holds open, so that a stopping server can close them.
+
+    Without it an open WebSocket holds its worker until the server's graceful
+    timeout runs out, and its client then loses the connection without a close
+    code; uvicorn (the official SDK's server) closes them with 1012.
+    """
+
+    def __init__(self) -> None:
+        # _lock guards _open. Invariant: _open holds the connections of the
+        # sessions running now, accepted or not.
+        self._lock = threading.Lock()
+        self._open: set[Connection] = set()
+
+    @contextlib.contextmanager
+    def holding(self, connection: Connection) -> Iterator[None]:
+        with self._lock:
+            self._open.add(connection)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open.discard(connection)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def going_away(self, code: int = 1012) -> int:
+        """Close every open connection with ``code``; how many there were."""
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            connection.going_away(code)
+        return len(connections)
+
+
 # -- the route -------------------------------------------------------------------
 
 
@@ -518,8 +574,9 @@ def _library_installed() -> bool:
     return importlib.util.find_spec("simple_websocket") is not None
 
 
-def add_websocket_route(bp: Blueprint, agent: AgentCore) -> None:
-    """Serve ``agent``'s WebSocket handler at ``/ws`` on ``bp``."""
+def add_websocket_route(bp: Blueprint, agent: AgentCore) -> OpenWebSockets:
+    """Serve ``agent``'s WebSocket handler at ``/ws`` on ``bp``; returns its open connections."""
+    connections = OpenWebSockets()
 
     # A WebSocket rule: werkzeug matches upgrade requests to it, and answers
     # others with 400 (405 for methods other than GET).
@@ -527,10 +584,12 @@ def add_websocket_route(bp: Blueprint, agent: AgentCore) -> None:
     def websocket() -> Any:
         # The request itself: the handler may outlive Flask's request context.
         current = request._get_current_object()  # type: ignore[attr-defined]
-        return as_response(serve_websocket(agent, current))
+        return as_response(serve_websocket(agent, connections, current))
+
+    return connections
 
 
-def serve_websocket(agent: AgentCore, req: Request) -> Answer:
+def serve_websocket(agent: AgentCore, connections: OpenWebSockets, req: Request) -> Answer:
     """One WebSocket connection, from its upgrade request to its end."""
     environ = req.environ
     if agent.served_by is None:
@@ -564,12 +623,14 @@ def serve_websocket(agent: AgentCore, req: Request) -> Answer:
             limit=limiter.limit,
         )
     try:
-        return contextvars.copy_context().run(_session, agent, handler, req)
+        return contextvars.copy_context().run(_session, agent, connections, handler, req)
     finally:
         limiter.release()
 
 
-def _session(agent: AgentCore, handler: Callable[..., Any], req: Request) -> Answer:
+def _session(
+    agent: AgentCore, connections: OpenWebSockets, handler: Callable[..., Any], req: Request
+) -> Answer:
     try:
         context = enter_request(req.environ, req)
     except InvalidHeader as exc:
@@ -580,10 +641,11 @@ def _session(agent: AgentCore, handler: Callable[..., Any], req: Request) -> Ans
     connection = Connection(req.environ)
     try:
         try:
-            if loop is not None:
-                _run_coroutine(agent, handler, connection, req, context, loop)
-            else:
-                handler(SyncWebSocket(connection, req), context)
+            with connections.holding(connection):
+                if loop is not None:
+                    _run_coroutine(agent, handler, connection, req, context, loop)
+                else:
+                    handler(SyncWebSocket(connection, req), context)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             if _is_disconnect(exc):
                 logger.debug("WebSocket disconnected")
