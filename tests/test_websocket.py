@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,16 @@ def close_code(ws: websocket.WebSocket) -> int:
         opcode, frame = ws.recv_data_frame(control_frame=True)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             return struct.unpack("!H", frame.data[:2])[0]  # type: ignore[no-any-return]
+
+
+def read_to_the_end(ws: websocket.WebSocket) -> bytes:
+    """Close from the client's side and read what the server sends until it ends the connection."""
+    ws.send_close(1000)
+    received = b""
+    ws.sock.settimeout(10)
+    while chunk := ws.sock.recv(4096):
+        received += chunk
+    return received
 
 
 def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> Any:
@@ -192,11 +203,7 @@ def test_after_the_session_the_connection_is_closed_with_nothing_written(ws_serv
     ws = connect(ws_server, "text")
     ws.send("a")
     assert ws.recv() == "A"
-    ws.send_close(1000)
-    received = b""
-    ws.sock.settimeout(10)
-    while chunk := ws.sock.recv(4096):
-        received += chunk
+    received = read_to_the_end(ws)
     # The server's close frame, then the end of the connection: no HTTP answer,
     # and the connection is not kept for another request.
     assert received[:1] == b"\x88"
@@ -294,6 +301,31 @@ def test_a_stopping_worker_closes_open_websockets_with_1012(tmp_path: Path) -> N
         assert server.wait(timeout=60) == 0
     finally:
         server.kill()
+
+
+@pytest.mark.e2e
+def test_werkzeugs_development_server_serves_ws_too() -> None:
+    from werkzeug.serving import make_server
+
+    app = BedrockAgentCoreApp(result_store="memory://", configure_logging=False)
+
+    @app.websocket
+    def reverse(websocket: Any, context: Any) -> None:
+        websocket.accept()
+        for text in websocket.iter_text():
+            websocket.send_text(text[::-1])
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws", timeout=10)
+        ws.send("abc")
+        assert ws.recv() == "cba"
+        assert read_to_the_end(ws)[:1] == b"\x88"
+        assert requests.get(f"http://127.0.0.1:{server.port}/ping", timeout=5).status_code == 200
+    finally:
+        server.shutdown()
 
 
 # -- servers that cannot hold a WebSocket --------------------------------------------------
