@@ -9,6 +9,7 @@ from .core.handles import TaskHandle
 from .models import ConfigBundleRef, PingStatus
 from .web.agent import AgentCore
 from .web.app import AgentCoreApp, BedrockAgentCoreApp
+from .web.websocket import SyncWebSocket, WebSocket, WebSocketDisconnect
 
 __all__ = [
     "AgentCore",
@@ -18,6 +19,9 @@ __all__ = [
     "ConfigBundleRef",
     "PingStatus",
     "RequestContext",
+    "SyncWebSocket",
     "TaskHandle",
+    "WebSocket",
+    "WebSocketDisconnect",
     "copy_request_context",
 ]

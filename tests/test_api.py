@@ -256,19 +256,6 @@ def test_active_tasks_compat(make: Callable[[], Any]) -> None:
     assert not runtime._active_tasks
 
 
-@RUNTIMES
-def test_websocket_decorator_says_it_is_not_supported(make: Callable[[], Any]) -> None:
-    runtime = make()
-    with pytest.raises(Exception) as raised:
-
-        @runtime.websocket
-        async def ws(websocket, context):
-            pass
-
-    assert not isinstance(raised.value, AttributeError)
-    assert "WSGI" in str(raised.value)
-
-
 def test_entrypoint_replaces_the_previous_handler() -> None:
     app = make_app()
     app.entrypoint(lambda payload: {"first": True})

@@ -45,6 +45,7 @@ from gunicorn.workers import gthread
 
 from ..core.versions import GUNICORN_WORKER, gate
 from .inline_ping import MAX_HEAD, InlinePing, is_plain_ping
+from .serving import runtimes_of
 
 #: Seconds a stopping worker keeps connections that have not sent a request.
 _STOP_LINGER = getattr(gthread, "STOP_KEEPALIVE_LINGER", 2.0)
@@ -120,7 +121,32 @@ class ThreadWorker(gthread.ThreadWorker):
             self._keeps_connections = not self.cfg.is_ssl
             # The app is loaded and post_worker_init has run: what is served is known.
             self._inline = self._inline_ping()
+        if any(getattr(r, "websocket_handler", None) for r in runtimes_of(self.wsgi)):
+            # The WSGI call of /ws holds its pool thread for the connection's life
+            # and ends by raising StopIteration, which gthread reads as "close the
+            # connection, write nothing": no answer on it, no keep-alive.
+            self.log.info(
+                "Serving WebSocket /ws: each connection holds one of the %d threads",
+                self.cfg.threads,
+            )
         super().run()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: stop as gthread does, and close open WebSockets (``/ws``), which
+        would otherwise hold their threads until the graceful timeout runs out."""
+        super().handle_exit(sig, frame)
+        closers = [
+            close
+            for runtime in runtimes_of(getattr(self, "wsgi", None))
+            if (close := getattr(runtime, "close_websockets", None)) is not None
+        ]
+        if closers:
+            # Not in the signal handler itself: closing takes locks and writes to sockets.
+            threading.Thread(
+                target=lambda: [close() for close in closers],
+                name="websockets-going-away",
+                daemon=True,  # a client that reads nothing must not hold the exit
+            ).start()
 
     def _inline_ping(self) -> InlinePing | None:
         cfg = self.cfg

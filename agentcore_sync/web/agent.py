@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask
 
@@ -12,6 +13,9 @@ from ..observability.metrics import enable_metrics
 from ..servers.serving import serve
 from .blueprint import make_blueprint
 from .errors import install_json_errors
+from .websocket import add_websocket_route, check_handler, note_websocket_server
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AgentCore(Runtime):
@@ -27,6 +31,9 @@ class AgentCore(Runtime):
       core ``Runtime`` itself never touches logging.
     """
 
+    #: The handler served at ``/ws`` (``@websocket``), or None.
+    websocket_handler: Callable[..., Any] | None = None
+
     def __init__(
         self,
         debug: bool = False,
@@ -40,18 +47,31 @@ class AgentCore(Runtime):
         if configure_logging:
             install_json_logging()
         self.blueprint: Blueprint = make_blueprint(self)
+        #: The connections open at ``/ws`` now.
+        self.websockets = add_websocket_route(self.blueprint, self)
         #: The blueprint serving Prometheus metrics, when ``metrics_path`` is set.
         self.metrics_blueprint: Blueprint | None = (
             enable_metrics(self, metrics_path) if metrics_path is not None else None
         )
 
-    def websocket(self, func: Any) -> Any:
-        """Not served: WSGI has no WebSocket, so ``/ws`` handlers cannot run here."""
-        raise NotImplementedError(
-            "@app.websocket is not supported by agentcore_sync: WSGI servers (gunicorn, "
-            "waitress) cannot hold WebSocket connections. Serve /ws with the official "
-            "bedrock_agentcore SDK, or stream over SSE by returning a generator."
-        )
+    def websocket(self, func: F) -> F:
+        """Register the handler served at ``/ws``: called ``handler(websocket, context)``.
+
+        A coroutine function gets a ``WebSocket`` with Starlette's methods to await
+        (``accept``, ``receive_text``, ``send_json``...), a plain function a
+        ``SyncWebSocket`` with the same methods, blocking. Served by gunicorn with
+        the shipped settings (one thread per connection); waitress cannot hold a
+        WebSocket, and answers ``/ws`` with a JSON error that says so.
+        """
+        check_handler(func)
+        self.websocket_handler = func
+        return func
+
+    def close_websockets(self, code: int = 1012) -> int:
+        """Close every open ``/ws`` connection with ``code`` (1012: the server restarts,
+        as uvicorn closes them when it stops); returns how many were open. The
+        shipped gunicorn worker calls it on SIGTERM."""
+        return self.websockets.going_away(code)
 
     def wsgi_app_for_serving(self) -> Flask:
         """A Flask application that serves this runtime alone."""
@@ -69,4 +89,5 @@ class AgentCore(Runtime):
         127.0.0.1, or 0.0.0.0 inside a container, as the official SDK does.
         ``server_options`` go to waitress (``threads=16`` by default).
         """
+        note_websocket_server(self, "waitress")
         serve(self.wsgi_app_for_serving(), [self], port=port, host=host, **server_options)

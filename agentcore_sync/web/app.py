@@ -23,6 +23,7 @@ from ..servers.serving import serve
 from .agent import AgentCore
 from .errors import install_json_errors
 from .fastpath import FastPath
+from .websocket import note_websocket_server
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,9 +111,10 @@ class BedrockAgentCoreApp(Flask):
         """Mark work that keeps the agent busy while it runs (see ``AgentCore.async_task``)."""
         return self.runtime.async_task(func, **options)
 
-    def websocket(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Not served: WSGI has no WebSocket (see ``AgentCore.websocket``)."""
-        return self.runtime.websocket(func)  # type: ignore[no-any-return]
+    def websocket(self, func: F) -> F:
+        """Register the handler served at ``/ws``: called ``handler(websocket, context)``
+        (see ``AgentCore.websocket``)."""
+        return self.runtime.websocket(func)
 
     def add_async_task(self, name: str, metadata: dict[str, Any] | None = None) -> int:
         """Register a task; the status is ``HealthyBusy`` until it is completed."""
@@ -157,6 +159,7 @@ class BedrockAgentCoreApp(Flask):
         127.0.0.1, or 0.0.0.0 inside a container, as the official SDK does.
         ``server_options`` go to waitress (``threads=16`` by default).
         """
+        note_websocket_server(self.runtime, "waitress")
         serve(self, [self.runtime], port=port, host=host, **server_options)
 
 
