@@ -6,6 +6,7 @@ Code written for the official SDK runs after replacing the import
 
 from .core.context import BedrockAgentCoreContext, RequestContext
 from .core.handles import TaskHandle
+from .core.lifespan import LifespanFailed
 from .models import PingStatus
 from .web.agent import AgentCore
 from .web.app import AgentCoreApp, BedrockAgentCoreApp
@@ -15,6 +16,7 @@ __all__ = [
     "AgentCoreApp",
     "BedrockAgentCoreApp",
     "BedrockAgentCoreContext",
+    "LifespanFailed",
     "PingStatus",
     "RequestContext",
     "TaskHandle",

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from agentcore_sync import AgentCore, BedrockAgentCoreApp, PingStatus
+from agentcore_sync import AgentCore, BedrockAgentCoreApp, LifespanFailed, PingStatus
 from agentcore_sync.core.admission import InvocationLimiter
-from agentcore_sync.core.lifespan import LifespanFailed
 from agentcore_sync.core.streams import KEEPALIVE_COMMENT, EventStream
 
 pytestmark = pytest.mark.unit
