@@ -6,6 +6,7 @@ Code written for the official SDK runs after replacing the import
 
 from .core.context import BedrockAgentCoreContext, RequestContext, copy_request_context
 from .core.handles import TaskHandle
+from .core.lifespan import LifespanFailed
 from .models import ConfigBundleRef, PingStatus
 from .web.agent import AgentCore
 from .web.app import AgentCoreApp, BedrockAgentCoreApp
@@ -17,6 +18,7 @@ __all__ = [
     "BedrockAgentCoreApp",
     "BedrockAgentCoreContext",
     "ConfigBundleRef",
+    "LifespanFailed",
     "PingStatus",
     "RequestContext",
     "SyncWebSocket",

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ..core.lifespan import LifespanFailed
 from ..core.runtime import Runtime
 from ..servers import gunicorn_config
 from ..servers.serving import DEFAULT_THREADS, default_host, runtimes_of
@@ -252,5 +253,7 @@ def serve(
         sys.exit(run_with_reloader(argv, roots))
     try:
         serve_waitress(parsed, host, port, threads, metrics_path)
+    except LifespanFailed as exc:
+        raise click.ClickException(f"{exc} (traceback logged above); not serving") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="MODULE:APP") from None

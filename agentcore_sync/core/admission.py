@@ -22,7 +22,7 @@ class InvocationLimiter:
 
     retry_after = 1
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, busy_while_invoking: bool = False) -> None:
         if limit is not None and limit < 1:
             raise ValueError(f"max_concurrent_invocations must be at least 1, got {limit}")
         self.limit = limit
@@ -33,19 +33,30 @@ class InvocationLimiter:
         # _lock guards _in_flight. Invariants: a release in _released is owed and
         # not yet applied, so _in_flight counts the slots held plus those owed;
         # 0 <= _in_flight, and _in_flight <= limit whenever limit is set; busy.busy
-        # is whether _in_flight == limit. Whoever reads or changes _in_flight
-        # applies the owed releases first (_apply_released), so a slot given back
-        # by release_soon() is free for the next acquire and the next ping.
+        # is whether _in_flight == limit; invoking.busy, when tracked, whether
+        # _in_flight > 0; _published is whether either is busy (what publish was
+        # last given). Whoever reads or changes _in_flight applies the owed
+        # releases first (_apply_released), so a slot given back by
+        # release_soon() is free for the next acquire and the next ping.
         # Lock order: this one, then the board's (publish) and the ping log's
         # (busy.on_flip); never taken from a finalizer.
         self._lock = threading.Lock()
         self._in_flight = 0
-        #: Called with whether saturated, under the lock, on every change (multi-worker boards).
+        #: Called under the lock with whether this process's invocations keep it busy
+        #: (saturated, or any in flight with ``busy_while_invoking``), on every change
+        #: of that (multi-worker boards).
         self.publish: Callable[[bool], None] | None = None
         self.busy = BusyFlag(
             self._lock, "invocations saturated", "invocation slot freed", "invocations saturated"
         )
         self.busy.settle = self._settle
+        #: Whether any invocation is in flight; None unless ``busy_while_invoking``.
+        self.invoking: BusyFlag | None = None
+        if busy_while_invoking:
+            in_flight = "invocation in flight"
+            self.invoking = BusyFlag(self._lock, in_flight, "no invocation in flight", in_flight)
+            self.invoking.settle = self._settle
+        self._published = False
 
     @property
     def in_flight(self) -> int:
@@ -64,8 +75,10 @@ class InvocationLimiter:
             if limit is not None and self._in_flight >= limit:
                 return False
             self._in_flight += 1
+            if self._in_flight == 1 and self.invoking is not None:
+                self._flip(self.invoking, True)
             if self._in_flight == limit:
-                self._flip(True)
+                self._flip(self.busy, True)
         return True
 
     def release(self) -> None:
@@ -99,10 +112,15 @@ class InvocationLimiter:
     def _release(self) -> None:
         self._in_flight -= 1
         if self.busy.busy:
-            self._flip(False)
+            self._flip(self.busy, False)
+        if self._in_flight == 0 and self.invoking is not None:
+            self._flip(self.invoking, False)
 
-    def _flip(self, saturated: bool) -> None:
+    def _flip(self, flag: BusyFlag, busy: bool) -> None:
         # Timed here, under the lock, so that the flips' times follow their order.
-        self.busy.flip(saturated, time.time())
-        if self.publish is not None:
-            self.publish(saturated)
+        flag.flip(busy, time.time())
+        published = self.busy.busy or (self.invoking is not None and self.invoking.busy)
+        if published is not self._published:
+            self._published = published
+            if self.publish is not None:
+                self.publish(published)

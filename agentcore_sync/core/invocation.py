@@ -132,6 +132,7 @@ def _admit(runtime: Runtime, request: InvocationRequest, framework: Framework) -
         if outcome.stream is not None:
             # The stream holds its slot until the server closes it.
             outcome.stream.hold_slot(limiter)
+            outcome.stream.keep_alive(runtime.sse_keepalive)
             held = True
         return outcome
     finally:

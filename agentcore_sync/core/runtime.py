@@ -31,6 +31,7 @@ from .callables import Kind, kind_of, name_of, takes_context
 from .cluster import WorkerBoard
 from .executor import BackgroundExecutor
 from .handles import TaskHandle
+from .lifespan import Lifespan
 from .loop import LoopThread
 from .ping import PingTracker
 from .registry import DEFAULT_MAX_DURATION, TaskRegistry
@@ -122,6 +123,15 @@ class Runtime:
     - ``ping_timeout``: seconds a custom ``@ping`` function may take before
       ``/ping`` answers with the automatic status instead (0.5).
     - ``agent``: what names this agent's default store (where it is defined).
+    - ``lifespan``: entered once per process before serving, exited on shutdown
+      after background tasks (see ``core.lifespan``): a callable taking the app
+      and returning an async or plain context manager, as the official SDK's.
+    - ``busy_while_invoking``: report ``HealthyBusy`` while any invocation or
+      stream is in flight, not only while tasks run or invocations are
+      saturated (``$AGENTCORE_SYNC_BUSY_WHILE_INVOKING=1``; off).
+    - ``sse_keepalive``: seconds of silence after which a stream sends an SSE
+      comment, so that proxies keep it open (``$AGENTCORE_SYNC_SSE_KEEPALIVE``;
+      off, as in the official SDK).
     """
 
     #: Every runtime of this process, for server hooks that receive some other app.
@@ -141,6 +151,9 @@ class Runtime:
         server_id: str | None = None,
         ping_timeout: float = 0.5,
         agent: str | None = None,
+        lifespan: Any = None,
+        busy_while_invoking: bool | None = None,
+        sse_keepalive: float | None = None,
     ) -> None:
         #: The official SDK's debug flag: whether the debug actions are served.
         self.debug = debug
@@ -150,10 +163,16 @@ class Runtime:
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.handler: Handler | None = None
         self.registry = TaskRegistry()
-        self.limiter = InvocationLimiter(max_concurrent_invocations)
-        self.ping_status = PingTracker(
-            (self.registry.busy, self.limiter.busy), custom_timeout=ping_timeout
-        )
+        if busy_while_invoking is None:
+            busy_while_invoking = env_flag("AGENTCORE_SYNC_BUSY_WHILE_INVOKING")
+        self.busy_while_invoking = busy_while_invoking
+        self.limiter = InvocationLimiter(max_concurrent_invocations, busy_while_invoking)
+        flags = [self.registry.busy, self.limiter.busy]
+        if self.limiter.invoking is not None:
+            flags.append(self.limiter.invoking)
+        self.ping_status = PingTracker(flags, custom_timeout=ping_timeout)
+        #: Seconds of silence before a stream sends a keep-alive comment; None: never.
+        self.sse_keepalive = keepalive_seconds(sse_keepalive)
         #: The board shared with the other workers of a gunicorn server, once joined.
         self.board: WorkerBoard | None = None
         #: What serves this runtime, as set up by the server (None until then).
@@ -163,6 +182,8 @@ class Runtime:
         #: Called as ``fn(record)`` with each background task's final record.
         self.task_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.loop = LoopThread()
+        #: The app's lifespan (None without one), entered by ``start()``.
+        self.lifespan = Lifespan(lifespan, self, self.loop) if lifespan is not None else None
         if agent is None:
             agent = agent_identity(_caller_globals())
         self.result_store_url = result_store or default_store_url(agent)
@@ -320,6 +341,13 @@ class Runtime:
 
     # -- serving ------------------------------------------------------------
 
+    def start(self) -> None:
+        """Enter the lifespan, once per process, before serving; raises
+        ``LifespanFailed`` if it raised. Servers call this; a no-op without one."""
+        lifespan = self.lifespan
+        if lifespan is not None and not lifespan.entered:
+            lifespan.enter()
+
     def join_workers(self, server_key: str) -> None:
         """Share task counts with the other workers of one server (gunicorn ``-w N``).
 
@@ -347,12 +375,41 @@ class Runtime:
                 return
             self._shut_down = True
         self.executor.shutdown(self.shutdown_grace if grace is None else grace)
+        if self.lifespan is not None:
+            self.lifespan.exit()
         store = self._store
         if store is not None:
             store.close()
         board = self.board
         if board is not None:
             board.close()
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: 1/true/yes/on or 0/false/no/off (off when unset)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"${name} must be 1 or 0 (true/false, yes/no, on/off), got {value!r}")
+
+
+def keepalive_seconds(seconds: float | None) -> float | None:
+    """``sse_keepalive``, else ``$AGENTCORE_SYNC_SSE_KEEPALIVE``; None (or 0) is off."""
+    name = "sse_keepalive"
+    if seconds is None:
+        name = "$AGENTCORE_SYNC_SSE_KEEPALIVE"
+        text = os.environ.get("AGENTCORE_SYNC_SSE_KEEPALIVE", "").strip()
+        try:
+            seconds = float(text) if text else None
+        except ValueError:
+            raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
+    if seconds is None or seconds == 0:
+        return None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds (or 0: off), got {seconds}")
+    return float(seconds)
 
 
 def _caller_globals() -> dict[str, Any]:

@@ -10,8 +10,10 @@ on the command line or with ``GUNICORN_CMD_ARGS`` as usual.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
+from ..core.lifespan import LifespanFailed
 from ..core.versions import GUNICORN_WORKER, gate
 from .serving import prepare, runtimes_of
 
@@ -52,10 +54,18 @@ keepalive = 75
 
 def post_worker_init(worker: Any) -> None:
     """Each worker bounds its invocations by its threads, keeping threads for /ping,
-    and counts the tasks of every worker of its server."""
+    enters the app's lifespan, and counts the tasks of every worker of its server."""
     decided = gate(*GUNICORN_WORKER)
     runtimes = runtimes_of(worker.wsgi)
-    prepare(runtimes, int(worker.cfg.threads), f"gunicorn worker {os.getpid()}", [decided])
+    try:
+        prepare(runtimes, int(worker.cfg.threads), f"gunicorn worker {os.getpid()}", [decided])
+    except LifespanFailed:
+        # Logged with its traceback. gunicorn's documented exit code for a worker
+        # that cannot boot: the arbiter stops the server, "Worker failed to boot.",
+        # and exits with it, rather than booting new workers that fail alike.
+        from gunicorn.arbiter import Arbiter
+
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
     if decided.on:
         _answer_refusals_in_json()
     for runtime in runtimes:
@@ -63,7 +73,8 @@ def post_worker_init(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Each worker waits for its background tasks, and records what is left, on exit."""
+    """Each worker waits for its background tasks, records what is left, and exits
+    the app's lifespan, on exit."""
     for runtime in runtimes_of(getattr(worker, "wsgi", None)):
         runtime.shutdown()
 

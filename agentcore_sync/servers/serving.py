@@ -3,10 +3,10 @@
 ``app.run()``, ``agentcore-sync serve`` and the gunicorn settings module all
 come here for the same things: the invocation bound derived from the
 server's threads (so ``/ping`` never waits behind invocations), JSON log
-lines, interpreter tuning, and a graceful stop on SIGTERM. Under a server
-that was started some other way (plain ``gunicorn module:app``,
-``waitress-serve``), the first request says, once, what is off and the
-command that sets it right.
+lines, interpreter tuning, the app's lifespan entered before serving, and a
+graceful stop on SIGTERM. Under a server that was started some other way
+(plain ``gunicorn module:app``, ``waitress-serve``), the first request enters
+the lifespan and says, once, what is off and the command that sets it right.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def runtimes_of(wsgi: Any) -> list[Runtime]:
 
 
 def prepare(runtimes: Iterable[Runtime], threads: int, server: str, gates: Iterable[Gate]) -> None:
-    """What every server does before it serves: logging, tuning, invocation bounds."""
+    """What every server does before it serves: logging, tuning, invocation bounds,
+    then the lifespans entered (``LifespanFailed`` if one raised: do not serve)."""
     runtimes = list(runtimes)
     if any(getattr(runtime, "configure_logging", True) for runtime in runtimes):
         configure_logging()
@@ -113,12 +114,20 @@ def prepare(runtimes: Iterable[Runtime], threads: int, server: str, gates: Itera
                 limiter.limit,
                 threads - limiter.limit,
             )
+    for runtime in runtimes:
+        runtime.start()
 
 
 def note_unprepared_server(runtime: Runtime, environ: dict[str, Any]) -> None:
     """On the first request under a server that did not ``prepare`` the runtime: say,
     once, what is off and the command that sets it right. The caller checks
-    ``runtime.served_by is None`` first (this runs once per runtime)."""
+    ``runtime.served_by is None`` first (this runs once per runtime, but for
+    requests that arrive together).
+
+    The lifespan is entered first, so that a request that finds ``served_by``
+    set finds it entered; ``LifespanFailed`` if it raised (that request, and
+    every later one, is answered 500)."""
+    runtime.start()
     software = str(environ.get("SERVER_SOFTWARE", ""))
     runtime.served_by = software or "an unknown server"
     if not software:

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask
 
 from ..core.handles import TaskHandle
+from ..core.lifespan import LifespanFailed
 from ..core.runtime import agent_identity
+from ..core.serialization import encode
 from ..models import PingStatus
 from ..servers.serving import serve
 from .agent import AgentCore
 from .errors import install_json_errors
 from .fastpath import FastPath
+from .middleware import check_middleware, wrap
+from .responses import JSONReply
 from .websocket import note_websocket_server
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,10 +38,20 @@ class BedrockAgentCoreApp(Flask):
     Everything a Flask user registers (``before_request``, error handlers, more
     routes, WSGI middleware on ``wsgi_app``) applies as usual; every error the
     app answers is JSON. ``debug`` is the official SDK's flag (the debug
-    actions); options are those of ``AgentCore``.
+    actions); ``lifespan`` is the SDK's, given this app (see ``Runtime``);
+    ``middleware`` is WSGI middleware, the first in the list outermost as in
+    the SDK (see ``web.middleware``); other options are those of ``AgentCore``.
     """
 
-    def __init__(self, debug: bool = False, import_name: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        debug: bool = False,
+        lifespan: Any = None,
+        middleware: Iterable[Callable[[Any], Any]] | None = None,
+        import_name: str | None = None,
+        **options: Any,
+    ) -> None:
+        wrappers = check_middleware(middleware) if middleware is not None else []
         caller = inspect.currentframe()
         caller_globals = caller.f_back.f_globals if caller and caller.f_back else {}
         if import_name is None:
@@ -45,15 +59,29 @@ class BedrockAgentCoreApp(Flask):
         Flask.__init__(self, import_name, static_folder=None)
         options.setdefault("agent", agent_identity(caller_globals))
         #: The agent runtime this app serves.
-        self.runtime = AgentCore(debug, **options)
+        self.runtime = AgentCore(debug, lifespan=lifespan, **options)
+        if self.runtime.lifespan is not None:
+            self.runtime.lifespan.app = self
         install_json_errors(self)
         self.register_blueprint(self.runtime.blueprint)
         if self.runtime.metrics_blueprint is not None:
             self.register_blueprint(self.runtime.metrics_blueprint)
         #: The shorter way through Flask for the two routes; None where it is gated off.
         self.fast_path = FastPath.for_app(self, self.runtime)
+        if wrappers:
+            # An attribute of the instance: servers then call the app through it for
+            # every request (``inline_ping`` steps aside), and the fast path runs inside.
+            self.wsgi_app = wrap(self.wsgi_app, wrappers)  # type: ignore[method-assign]
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        lifespan = self.runtime.lifespan
+        if lifespan is not None and not lifespan.entered:
+            # A server that did not enter it (``waitress-serve``, a test client).
+            try:
+                self.runtime.start()
+            except LifespanFailed as exc:
+                body = encode({"error": "Lifespan failed", "details": str(exc)})
+                return JSONReply(body, 500)(environ, start_response)
         fast_path = self.fast_path
         if fast_path is not None:
             fast = fast_path.serve(environ, start_response)
@@ -64,7 +92,9 @@ class BedrockAgentCoreApp(Flask):
     def inline_ping(self) -> Callable[[], bytes | None] | None:
         """What a server calls for the body of a plain ``GET /ping`` it may answer
         without calling the app (see ``servers.inline_ping``); None when this app's
-        class changes how requests are dispatched, or the fast path is off."""
+        class changes how requests are dispatched, or the fast path is off. Its
+        answer is None, for the app to answer, while WSGI middleware wraps the app
+        or the lifespan is not entered."""
         fast_path = self.fast_path
         if (
             fast_path is None
@@ -73,8 +103,12 @@ class BedrockAgentCoreApp(Flask):
         ):
             return None
 
+        lifespan = self.runtime.lifespan
+
         def ping_body() -> bytes | None:
-            if "wsgi_app" in vars(self):  # WSGI middleware, set after the server started
+            if "wsgi_app" in vars(self):  # WSGI middleware, given or set later
+                return None
+            if lifespan is not None and not lifespan.entered:
                 return None
             return fast_path.server_ping_body()
 
