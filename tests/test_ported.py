@@ -352,3 +352,48 @@ def test_starlette_is_never_imported_by_the_runtime() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.unit
+def test_a_streamed_response_holds_its_invocation_slot_until_it_is_closed() -> None:
+    """As an SSE stream does: a body still being sent is an invocation in flight."""
+    import flask
+    from starlette.responses import FileResponse, Response, StreamingResponse
+
+    from agentcore_sync import AgentCore
+
+    agent = AgentCore(configure_logging=False, max_concurrent_invocations=1)
+    app = flask.Flask(__name__)
+    app.register_blueprint(agent.blueprint)
+
+    async def chunks() -> Any:
+        yield "one"
+
+    def flask_chunks() -> Any:
+        yield "one"
+
+    @agent.entrypoint
+    def handler(payload: dict[str, Any]) -> Any:
+        kind = payload["kind"]
+        if kind == "starlette_stream":
+            return StreamingResponse(chunks())
+        if kind == "starlette_file":
+            return FileResponse(__file__)
+        if kind == "flask_stream":
+            return flask.Response(flask_chunks())
+        if kind == "starlette_body":
+            return Response(b"body")
+        return flask.Response(b"body")
+
+    client = app.test_client()
+    for kind in ("starlette_stream", "starlette_file", "flask_stream"):
+        reply = client.post("/invocations", json={"kind": kind}, buffered=False)
+        assert reply.status_code == 200, kind
+        refused = client.post("/invocations", json={"kind": "flask_body"})
+        assert refused.status_code == 503, kind
+        reply.close()
+        assert client.post("/invocations", json={"kind": "flask_body"}).status_code == 200, kind
+    for kind in ("starlette_body", "flask_body"):
+        held = client.post("/invocations", json={"kind": kind}, buffered=False)
+        assert client.post("/invocations", json={"kind": kind}).status_code == 200, kind
+        held.close()

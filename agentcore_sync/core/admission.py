@@ -124,3 +124,27 @@ class InvocationLimiter:
             self._published = published
             if self.publish is not None:
                 self.publish(published)
+
+
+class HeldSlot:
+    """An invocation slot held by an answer that is still being sent.
+
+    Calling it gives the slot back, once; a slot whose answer is dropped
+    without being closed is given back when it is collected.
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: InvocationLimiter) -> None:
+        self._limiter: InvocationLimiter | None = limiter
+
+    def __call__(self) -> None:
+        # The swap makes a second call, or the finalizer after a call, a no-op.
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release()
+
+    def __del__(self) -> None:
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release_soon()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..models import DEBUG_ACTION_KEY, PingStatus
+from .admission import HeldSlot
 from .callables import Kind
 from .context import InvalidHeader, RequestContext, enter_request
 from .serialization import encode
@@ -58,6 +59,9 @@ class Outcome:
     headers: Headers = ()
     stream: EventStream | None = None
     native: Any = None
+    #: For a ``native`` response that streams: its admission slot, which the
+    #: adapter gives back (calls) once the response is closed.
+    slot: HeldSlot | None = None
 
 
 def json_outcome(value: Any, status: int = 200, headers: Headers = ()) -> Outcome:
@@ -76,6 +80,9 @@ class Framework(Protocol):
 
     def http_error(self, exc: BaseException) -> Outcome | None:
         """The outcome of a framework HTTP error raised by a handler; None for others."""
+
+    def streams(self, native: Any) -> bool:
+        """Whether a framework response sends its body as it is produced."""
 
 
 @dataclass(slots=True)
@@ -133,6 +140,9 @@ def _admit(runtime: Runtime, request: InvocationRequest, framework: Framework) -
             # The stream holds its slot until the server closes it.
             outcome.stream.hold_slot(limiter)
             outcome.stream.keep_alive(runtime.sse_keepalive)
+            held = True
+        elif outcome.native is not None and framework.streams(outcome.native):
+            outcome.slot = HeldSlot(limiter)
             held = True
         return outcome
     finally:

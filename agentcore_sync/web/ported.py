@@ -53,6 +53,12 @@ def is_starlette_http_exception(exc: BaseException) -> bool:
     return module is not None and isinstance(exc, module.HTTPException)
 
 
+def streams(response: Any) -> bool:
+    """Whether a Starlette response sends its body as it is produced: any
+    kind but the plain ``Response`` (whose body is made with it)."""
+    return type(response).__call__ is not sys.modules["starlette.responses"].Response.__call__
+
+
 def http_exception_response(exc: Any) -> PortedResponse:
     """What the SDK answers for a raised ``HTTPException``: ``{"error": detail}``
     as a ``JSONResponse`` with its status.

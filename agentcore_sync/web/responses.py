@@ -107,13 +107,18 @@ def answer_of(outcome: Outcome, loop: LoopThread) -> Answer:
         assert outcome.stream is not None
         return event_stream_response(outcome.stream)
     native = outcome.native
-    if isinstance(native, WerkzeugResponse):
-        return native  # type: ignore[return-value]
-    try:
-        return ported.to_werkzeug(native, loop)  # type: ignore[return-value]
-    except ported.UnsendableResponse as exc:
-        logger.exception("%s", exc)
-        return json_error(500, str(exc))
+    if not isinstance(native, WerkzeugResponse):
+        try:
+            native = ported.to_werkzeug(native, loop)
+        except ported.UnsendableResponse as exc:
+            if outcome.slot is not None:
+                outcome.slot()
+            logger.exception("%s", exc)
+            return json_error(500, str(exc))
+    if outcome.slot is not None:
+        # A streamed body keeps its invocation slot until the server closes it.
+        native.call_on_close(outcome.slot)
+    return native  # type: ignore[return-value]
 
 
 class _Werkzeug:
@@ -132,6 +137,11 @@ class _Werkzeug:
             native = ported.http_exception_response(exc)
             return Outcome(OutcomeKind.NATIVE, native.status_code, native=native)
         return None
+
+    def streams(self, native: Any) -> bool:
+        if isinstance(native, WerkzeugResponse):
+            return native.is_streamed
+        return ported.streams(native)
 
 
 WERKZEUG = _Werkzeug()
