@@ -3,7 +3,8 @@
 ``AgentCore`` is the runtime without an app of its own; its blueprint serves
 ``/ping`` and ``/invocations`` wherever it is registered, beside your routes.
 
-    gunicorn -c gunicorn.conf.py --chdir examples mounted:flask_app
+    python examples/mounted.py
+    # or: gunicorn -c gunicorn.conf.py --chdir examples mounted:flask_app
     curl -s localhost:8080/agent/ping
     curl -s localhost:8080/agent/invocations -d '{"name": "Ada"}'
 """
@@ -29,4 +30,4 @@ def greet(payload, context):
 flask_app.register_blueprint(agent.blueprint, url_prefix="/agent")
 
 if __name__ == "__main__":
-    agent.run()  # serves the agent alone; use gunicorn (above) for the whole app
+    agent.run(app=flask_app)  # the whole app; agent.run() would serve the agent alone

@@ -210,6 +210,14 @@ def test_invoke_says_when_no_agent_answers(tmp_path: Path) -> None:
     assert "connection refused" in done.stderr
 
 
+@pytest.mark.parametrize("lone", ["8094", ":8094", "localhost:8094", "http://127.0.0.1:8094/agent"])
+def test_invoke_with_only_a_url_says_the_payload_is_missing(tmp_path: Path, lone: str) -> None:
+    done = run_cli(tmp_path, "invoke", lone)
+    assert done.returncode == 2, done.stdout
+    assert f"PAYLOAD is missing: {lone!r} reads as the agent's URL" in done.stderr
+    assert "cannot reach" not in done.stderr  # nothing was sent
+
+
 def test_invoke_records_the_invocation_for_monitor(agent: servers.Server) -> None:
     before = time.time()
     assert invoke(agent, '{"action": "echo"}').returncode == 0

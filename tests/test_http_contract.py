@@ -1013,3 +1013,35 @@ def test_body_is_json_whatever_the_content_type(content_type: str | None) -> Non
     )
     assert reply.status == 200
     assert reply.json() == {"echo": {"action": "echo", "n": 1}}
+
+
+@pytest.mark.unit
+def test_the_activity_route_answers_this_machine_only() -> None:
+    """``GET /_agentcore_sync/activity``: what ``monitor`` and ``emulate`` read without an
+    invocation; to any other client the route does not exist."""
+    app = BedrockAgentCoreApp(configure_logging=False)
+    release = threading.Event()
+
+    @app.async_task
+    def slow_job() -> None:
+        release.wait(5)
+
+    @app.entrypoint
+    def handler(payload: Any) -> Any:
+        slow_job.start()
+        return {"started": True}
+
+    client = app.test_client()
+    assert client.post("/invocations", json={}).json == {"started": True}
+    for address in ("127.0.0.1", "::1"):
+        activity = client.get(
+            "/_agentcore_sync/activity", environ_base={"REMOTE_ADDR": address}
+        ).json
+        assert activity["active_count"] == 1
+        assert [job["name"] for job in activity["running_jobs"]] == ["slow_job"]
+        assert activity["invocations_admitted"] == 1
+        assert activity["invocations_in_flight"] == 0
+    release.set()
+    for address in ("10.0.0.7", "203.0.113.9", ""):
+        reply = client.get("/_agentcore_sync/activity", environ_base={"REMOTE_ADDR": address})
+        assert (reply.status_code, reply.json) == (404, {"error": "Not Found"})

@@ -178,6 +178,33 @@ def test_after_the_end_an_invocation_starts_a_new_session() -> None:
     assert any("New session" in event for event in view.events)
 
 
+def test_the_first_invocation_names_the_session_it_does_not_start_one() -> None:
+    # ``invoke`` kept an id from an earlier run; the first invocation of this
+    # session comes with a new one: the same session, its lifetime running on.
+    session = SimulatedSession(Settings(idle_timeout=600, max_lifetime=3600))
+    session.observe(healthy(0, session_id="old-session"))
+    view = session.observe(healthy(30, session_id="new-session", last_invocation=T0 + 29))
+    assert view.started_at == T0 and not any("New session" in e for e in view.events)
+    assert view.lifetime_left == 3600 - 30
+    # A later change of id, after an invocation in this session, is a new session.
+    view = session.observe(healthy(60, session_id="third-session", last_invocation=T0 + 59))
+    assert view.started_at == T0 + 60
+    assert any("invoke now uses session id third-session" in e for e in view.events)
+
+
+def test_invocations_in_flight_are_not_none() -> None:
+    from agentcore_sync.cli.display import invocation_text
+
+    session = SimulatedSession(Settings())
+    view = session.observe(healthy(0, tasks=Tasks(in_flight=2, invocations=2)))
+    assert invocation_text(view) == "2 in flight, 2 since the agent started"
+    view = session.observe(healthy(1, tasks=Tasks(invocations=2)))
+    assert (
+        invocation_text(view)
+        == "none since the session started, 0 in flight, 2 since the agent started"
+    )
+
+
 def test_an_agent_that_stops_answering_comes_back_as_a_new_session() -> None:
     session = SimulatedSession(Settings(idle_timeout=60, max_lifetime=3600))
     session.observe(healthy(0))
@@ -314,29 +341,55 @@ def test_invocations_reset_the_idle_countdown(agent: servers.Server) -> None:
     post(agent, {"action": "echo"})
     monitor.wait_for(reset_since(seen), "reset after another client's invocation")
     out = monitor.stop()
-    idle = [idle_left(line) for line in out.splitlines() if LINE.match(line)]
-    assert None not in idle, "Healthy all along: the countdown never held"
+    polls = [line for line in out.splitlines() if LINE.match(line)]
+    # Healthy all along: the countdown held only while an invocation was in flight.
+    assert all(
+        idle_left(line) is not None or "invocation(s) in progress" in line for line in polls
+    ), out
+    idle = [left for left in map(idle_left, polls) if left is not None]
     rises = [(a, b) for a, b in itertools.pairwise(idle) if b > a]  # type: ignore[operator]
     assert len(rises) == 2, idle
 
 
-def test_monitor_without_metrics_still_shows_the_status(tmp_path: Path) -> None:
+def test_monitor_shows_the_tasks_of_an_agent_served_without_flags(tmp_path: Path) -> None:
+    """No metrics: the tasks come from the agent's activity route, which answers
+    this machine only."""
     agent = servers.waitress(
         "background_app:app", tmp_path, env={"AGENTCORE_SYNC_SHUTDOWN_GRACE": "1"}
     )
     with servers.serving(agent) as server:
+        assert requests.get(server.url + "/metrics", timeout=5).status_code == 404
         post(server, {"action": "start", "seconds": 5})
+        monitor = Monitor(server.url, tmp_path, "--metrics-path", "")
+        monitor.wait_for(lambda m: m.polls, "poll")
+        out = monitor.stop()
+    last = [line for line in out.splitlines() if LINE.match(line)][-1]
+    assert "HealthyBusy" in last
+    assert "tasks 1 running, 0 queued (" in last, last
+    assert "not visible" not in out
+
+
+def test_monitor_of_something_else_still_shows_the_status(tmp_path: Path) -> None:
+    """A server of the contract that is not this runtime: no activity, no metrics."""
+    script = tmp_path / "other.py"
+    script.write_text(
+        "import json, os\n"
+        "from wsgiref.simple_server import make_server\n"
+        "def app(environ, start_response):\n"
+        "    if environ['PATH_INFO'] != '/ping':\n"
+        "        start_response('404 Not Found', [('Content-Type', 'text/plain')])\n"
+        "        return [b'not found']\n"
+        "    start_response('200 OK', [('Content-Type', 'application/json')])\n"
+        "    return [json.dumps({'status': 'Healthy', 'time_of_last_update': 1}).encode()]\n"
+        "make_server('127.0.0.1', int(os.environ['PORT']), app).serve_forever()\n"
+    )
+    with servers.serving(servers.run_script(script, tmp_path)) as server:
         monitor = Monitor(server.url, tmp_path)
         monitor.wait_for(lambda m: m.polls, "poll")
         out = monitor.stop()
-        unwatched = Monitor(server.url, tmp_path, "--metrics-path", "")
-        unwatched.wait_for(lambda m: m.polls, "poll")
-        out2 = unwatched.stop()
     last = [line for line in out.splitlines() if LINE.match(line)][-1]
-    assert "HealthyBusy" in last
+    assert "| Healthy" in last
     assert "tasks not visible: no agentcore metrics at /metrics: serve the agent with " in last
-    assert "--metrics-path /metrics to see them" in last
-    assert "tasks not visible: not watched" in out2
 
 
 def test_monitor_keeps_watching_an_agent_that_does_not_answer(tmp_path: Path) -> None:

@@ -302,3 +302,40 @@ def test_gunicorn_settings_module_is_the_shipped_config() -> None:
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, check=True,
     ).stdout  # fmt: skip
     assert sorted(gunicorn_config.SETTINGS) == json.loads(shipped)
+
+
+PREFIX_WARNING = (
+    "The agent answers at /agent/invocations, /agent/ping, not at /ping and /invocations"
+)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("how", ["python", "gunicorn"])
+def test_a_mounted_example_serves_its_routes_and_says_where_the_agent_answers(
+    tmp_path: Path, how: str
+) -> None:
+    """``python examples/mounted.py`` serves what its docstring curls; either way
+    of serving the app says that the agent is not at the managed runtime's paths."""
+    if how == "python":
+        server = servers.run_script(servers.ROOT / "examples" / "mounted.py", tmp_path)
+    else:
+        server = servers.gunicorn("mounted:flask_app", tmp_path)
+    with servers.serving(server):
+        assert requests.get(server.url + "/", timeout=5).json()["agent"] == "/agent/invocations"
+        assert requests.get(server.url + "/agent/ping", timeout=5).json()["status"] == "Healthy"
+        reply = requests.post(server.url + "/agent/invocations", json={"name": "Ada"}, timeout=5)
+        assert reply.json()["greeting"] == "Hello, Ada"
+        assert requests.get(server.url + "/ping", timeout=5).status_code == 404
+        log = server.log()
+    lines = [line for line in log.splitlines() if PREFIX_WARNING in line]
+    assert len(lines) == 1, log
+    assert json.loads(lines[0])["level"] == "WARNING"
+
+
+@pytest.mark.unit
+def test_run_refuses_an_app_the_agent_is_not_mounted_into() -> None:
+    import flask
+
+    agent = AgentCore(configure_logging=False)
+    with pytest.raises(ValueError, match=r"not mounted into 'other'.*register_blueprint"):
+        agent.run(app=flask.Flask("other"))

@@ -7,7 +7,6 @@ meant for the internet must not swallow requests to a local agent.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import urllib.error
@@ -17,12 +16,12 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import IO
 
+from ..servers.serving import is_loopback
+
 #: Where the agent is when no URL is given: ``app.run()``'s and the CLI's default.
 DEFAULT_URL = "http://127.0.0.1:8080"
 #: The environment variable that overrides ``DEFAULT_URL``.
 URL_ENV = "AGENTCORE_SYNC_URL"
-
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
 class AgentUnreachable(Exception):
@@ -51,15 +50,6 @@ def agent_url(text: str | None = None) -> str:
         if path.endswith(suffix):
             path = path[: -len(suffix)]
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

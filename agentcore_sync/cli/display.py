@@ -85,13 +85,16 @@ def lifetime_text(view: View) -> str:
 
 
 def invocation_text(view: View) -> str:
-    text = "none since the session started"
-    if view.last_invocation is not None:
-        text = f"last {fmt_duration(view.probe.at - view.last_invocation)} ago"
     tasks = view.probe.tasks
+    parts = []
+    if view.last_invocation is not None:
+        parts.append(f"last {fmt_duration(view.probe.at - view.last_invocation)} ago")
+    elif tasks is None or not tasks.in_flight:
+        parts.append("none since the session started")
     if tasks is not None:
-        text += f", {tasks.in_flight} in flight, {int(tasks.invocations)} since the agent started"
-    return text
+        parts.append(f"{tasks.in_flight} in flight")
+        parts.append(f"{int(tasks.invocations)} since the agent started")
+    return ", ".join(parts)
 
 
 class LineDisplay:

@@ -27,6 +27,8 @@ DEFAULT_TIMEOUT = 900.0
 #: The shortest ``runtimeSessionId`` InvokeAgentRuntime accepts.
 MIN_SESSION_ID_LENGTH = 33
 
+#: A port, ``:port``, ``host:port[/path]`` or an http(s) URL: what ``agent_url`` reads.
+_AGENT_ADDRESS = re.compile(r":?\d{1,5}|[\w.-]+:\d{1,5}(/\S*)?|https?://\S+", re.ASCII)
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _STREAM_ERROR_MESSAGE = "An error occurred during streaming"
 
@@ -89,6 +91,15 @@ def invoke(
     """
     if len(arguments) == 1:
         url_text, payload_text = None, arguments[0]
+        if _names_an_agent(payload_text):
+            raise click.UsageError(
+                f"PAYLOAD is missing: {payload_text!r} reads as the agent's URL. Give the "
+                f'payload after it, e.g. invoke {payload_text} \'{{"prompt": "Hello"}}\' '
+                f"(to send the number {payload_text} itself: invoke URL {payload_text})"
+                if payload_text.isdigit()
+                else f"PAYLOAD is missing: {payload_text!r} reads as the agent's URL. Give the "
+                f'payload after it, e.g. invoke {payload_text} \'{{"prompt": "Hello"}}\''
+            )
     elif len(arguments) == 2:
         url_text, payload_text = arguments
     else:
@@ -147,6 +158,13 @@ def invoke(
         raise click.ClickException(f"the agent answered HTTP {reply.status}")
     if not stream_ok:
         raise click.ClickException("the stream ended with an error event")
+
+
+def _names_an_agent(text: str) -> bool:
+    """Whether a lone argument is an agent's address rather than a payload: a port
+    (``8094`` is JSON, a number, but a port is what users mean), ``host:port``
+    or an http(s) URL."""
+    return bool(_AGENT_ADDRESS.fullmatch(text))
 
 
 def _payload(text: str) -> bytes:

@@ -75,7 +75,7 @@ class TaskGroup:
 
 @dataclass(frozen=True)
 class Tasks:
-    """What the agent's metrics tell about its work (``observability.metrics``)."""
+    """What the agent tells about its work: its activity route, or its metrics."""
 
     queued: int = 0
     running: int = 0
@@ -86,6 +86,8 @@ class Tasks:
     #: Invocations answered since the agent started (a counter).
     invocations: float = 0.0
     in_flight: int = 0
+    #: The active tasks' ids, where the agent tells them (its activity route).
+    ids: frozenset[object] = frozenset()
 
     @property
     def active(self) -> int:
@@ -94,7 +96,7 @@ class Tasks:
     def progress_key(self) -> tuple[object, ...]:
         """Changes whenever a task starts, moves from queued to running, or finishes."""
         names = tuple(sorted((group.name, group.count) for group in self.groups))
-        return (self.queued, self.running, names, self.finished)
+        return (self.queued, self.running, names, self.finished, self.ids)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,15 @@ class SimulatedSession:
         elif self._lost:
             self._begin(now)
             events.append(f"New session at {clock(now)}: the agent answers /ping again.")
-        elif probe.session_id and self.session_id and probe.session_id != self.session_id:
+        elif (
+            probe.session_id
+            and self.session_id
+            and probe.session_id != self.session_id
+            # Before this session's first invocation, the id ``invoke`` kept from
+            # earlier is no session's: the first invocation's id names this one,
+            # whose lifetime runs on.
+            and self.last_invocation is not None
+        ):
             self._begin(now)
             events.append(
                 f"New session at {clock(now)}: invoke now uses session id {probe.session_id}, "

@@ -85,7 +85,8 @@ def watch(probe: AgentProbe, settings: Settings, interval: float, stop: threadin
     "--metrics-path",
     default="/metrics",
     show_default=True,
-    help="Where the agent serves its metrics, the source of the tasks shown; '' for none.",
+    help="Where the agent serves its metrics: the tasks shown when its activity route does "
+    "not answer (an agent on another machine); '' for none.",
 )
 def monitor(
     url: str | None,
@@ -98,9 +99,9 @@ def monitor(
     """Watch the agent at URL as the managed runtime would (Ctrl-C to quit).
 
     URL defaults to $AGENTCORE_SYNC_URL, else http://127.0.0.1:8080. The running
-    tasks are read from the agent's Prometheus metrics (serve it with
-    --metrics-path /metrics); reading them is not an invocation, so watching
-    never resets the idle countdown.
+    tasks are read from the agent's activity route (answered on this machine) or
+    its Prometheus metrics (serve it with --metrics-path /metrics); reading them
+    is not an invocation, so watching never resets the idle countdown.
 
     \b
       agentcore-sync monitor

@@ -1,10 +1,11 @@
-"""One poll of an agent for ``monitor``: ``/ping``, the metrics, and what ``invoke`` recorded.
+"""One poll of an agent for ``monitor``: ``/ping``, its activity, and what ``invoke`` recorded.
 
 ``/ping`` only tells the status. The running tasks come from the agent's
-Prometheus metrics (``serve --metrics-path /metrics``, or ``enable_metrics``):
-reading them is a plain GET, not an invocation, so watching never resets the
-idle timer it is watching. (The ``job_status`` debug action would be an
-invocation, and needs ``debug=True``.)
+activity route (``Runtime.activity``, answered to this machine only) or, for an
+agent elsewhere, its Prometheus metrics (``serve --metrics-path /metrics``):
+either is a plain GET, not an invocation, so watching never resets the idle
+timer it is watching. (The ``job_status`` debug action would be an invocation,
+and needs ``debug=True``.)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import time
 from typing import Any
 
+from ..web.blueprint import ACTIVITY_PATH
 from . import sessions
 from .client import AgentClient, AgentUnreachable
 from .lifecycle import HEALTHY, HEALTHY_BUSY, Probe, TaskGroup, Tasks
@@ -35,6 +37,9 @@ class AgentProbe:
         self._client = AgentClient(base_url)
         self._metrics_missing_until = 0.0
         self._metrics_note: str | None = None
+        # Whether the agent answers its activity route (until it does not).
+        self._activity = True
+        self._admitted: dict[int, float] = {}
 
     def poll(self) -> Probe:
         at = time.time()
@@ -68,6 +73,23 @@ class AgentProbe:
         return status, changed_at
 
     def _tasks(self, at: float) -> tuple[Tasks | None, str | None]:
+        if self._activity:
+            try:
+                reply = self._client.get(ACTIVITY_PATH, self.timeout, accept="application/json")
+                text = reply.read_text()
+            except AgentUnreachable as exc:
+                return None, f"activity unreadable: {exc}"
+            if reply.status == 200:
+                try:
+                    activity = json.loads(text)
+                    # Each gunicorn worker counts its own; the sum of the latest of each grows.
+                    self._admitted[int(activity["pid"])] = float(activity["invocations_admitted"])
+                    activity["invocations_admitted"] = sum(self._admitted.values())
+                    return parse_activity(activity), None
+                except (ValueError, KeyError, TypeError) as exc:
+                    return None, f"unreadable activity at {ACTIVITY_PATH}: {exc}"
+            # Not this runtime, or not on this machine: the metrics, if any.
+            self._activity = False
         if self.metrics_path is None:
             return None, "not watched (monitor --metrics-path '')"
         if at < self._metrics_missing_until:
@@ -97,6 +119,28 @@ class AgentProbe:
         self._metrics_missing_until = at + METRICS_RETRY
         self._metrics_note = note
         return None, note
+
+
+def parse_activity(activity: dict[str, Any]) -> Tasks:
+    """The tasks and counters in the agent's activity (``Runtime.activity``)."""
+    jobs = activity["running_jobs"]
+    oldest: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for job in jobs:
+        name = str(job["name"])
+        counts[name] = counts.get(name, 0) + 1
+        oldest[name] = max(oldest.get(name, 0.0), float(job["duration"]))
+    queued = sum(1 for job in jobs if job.get("state") == "queued")
+    groups = tuple(TaskGroup(name, counts[name], oldest[name]) for name in counts)
+    return Tasks(
+        queued=queued,
+        running=len(jobs) - queued,
+        groups=tuple(sorted(groups, key=lambda group: -group.oldest)),
+        overdue=sum(1 for job in jobs if job.get("overdue")),
+        invocations=float(activity["invocations_admitted"]),
+        in_flight=int(activity["invocations_in_flight"]),
+        ids=frozenset(job.get("task_id") for job in jobs),
+    )
 
 
 def parse_metrics(text: str) -> Tasks | None:

@@ -42,6 +42,8 @@ class InvocationLimiter:
         # (busy.on_flip); never taken from a finalizer.
         self._lock = threading.Lock()
         self._in_flight = 0
+        #: Invocations admitted since the start, for local tools (``monitor``).
+        self.admitted = 0
         #: Called under the lock with whether this process's invocations keep it busy
         #: (saturated, or any in flight with ``busy_while_invoking``), on every change
         #: of that (multi-worker boards).
@@ -75,6 +77,7 @@ class InvocationLimiter:
             if limit is not None and self._in_flight >= limit:
                 return False
             self._in_flight += 1
+            self.admitted += 1
             if self._in_flight == 1 and self.invoking is not None:
                 self._flip(self.invoking, True)
             if self._in_flight == limit:

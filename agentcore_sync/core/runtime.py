@@ -280,6 +280,19 @@ class Runtime:
         active, _saturated = board.totals()
         return {"active_count": active, "running_jobs": jobs + board.other_jobs()}
 
+    def activity(self) -> dict[str, Any]:
+        """What this process is doing, for tools on the same machine (``monitor``,
+        ``emulate``) to read without an invocation: the active tasks (as
+        ``get_async_task_info``), and this process's invocations: in flight, and
+        admitted since it started."""
+        limiter = self.limiter
+        return {
+            **self.get_async_task_info(),
+            "pid": os.getpid(),
+            "invocations_in_flight": limiter.in_flight,
+            "invocations_admitted": limiter.admitted,
+        }
+
     def get_current_ping_status(self) -> PingStatus:
         """Forced status first, then the custom ``@ping`` function, then automatic."""
         return self.ping_status.current()

@@ -58,7 +58,13 @@ def post_worker_init(worker: Any) -> None:
     decided = gate(*GUNICORN_WORKER)
     runtimes = runtimes_of(worker.wsgi)
     try:
-        prepare(runtimes, int(worker.cfg.threads), f"gunicorn worker {os.getpid()}", [decided])
+        prepare(
+            runtimes,
+            int(worker.cfg.threads),
+            f"gunicorn worker {os.getpid()}",
+            [decided],
+            worker.wsgi,
+        )
     except LifespanFailed:
         # Logged with its traceback. gunicorn's documented exit code for a worker
         # that cannot boot: the arbiter stops the server, "Worker failed to boot.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import ipaddress
 import logging
 import os
 import signal
@@ -85,6 +86,19 @@ def invocation_limit(threads: int, reserve: int = PING_RESERVE) -> int:
     return max(1, threads - reserve)
 
 
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 in brackets or not) is this machine."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def runtimes_of(wsgi: Any) -> list[Runtime]:
     """The runtimes ``wsgi`` serves: its own, or every runtime of this process
     when it is some other WSGI app (a Flask app with agents mounted into it)."""
@@ -92,14 +106,45 @@ def runtimes_of(wsgi: Any) -> list[Runtime]:
     return [runtime] if isinstance(runtime, Runtime) else list(Runtime.instances)
 
 
-def prepare(runtimes: Iterable[Runtime], threads: int, server: str, gates: Iterable[Gate]) -> None:
+def prefixed_routes(wsgi: Any, runtimes: Iterable[Runtime]) -> list[str]:
+    """The paths of ``/ping`` and ``/invocations`` of the agents mounted into a Flask
+    app ``wsgi`` under a prefix (a blueprint's ``url_prefix``); empty when they
+    answer at the root, where the managed runtime calls them."""
+    url_map = getattr(wsgi, "url_map", None)
+    if url_map is None:
+        return []
+    names = {r.blueprint.name for r in runtimes if getattr(r, "blueprint", None) is not None}  # type: ignore[attr-defined]
+    paths = sorted(
+        rule.rule
+        for rule in url_map.iter_rules()
+        if rule.endpoint.partition(".")[0] in names
+        and rule.rule.rsplit("/", 1)[-1] in ("ping", "invocations")
+    )
+    return [] if set(paths) <= {"/ping", "/invocations"} else paths
+
+
+def prepare(
+    runtimes: Iterable[Runtime],
+    threads: int,
+    server: str,
+    gates: Iterable[Gate],
+    wsgi: Any = None,
+) -> None:
     """What every server does before it serves: logging, tuning, invocation bounds,
-    then the lifespans entered (``LifespanFailed`` if one raised: do not serve)."""
+    then the lifespans entered (``LifespanFailed`` if one raised: do not serve).
+    ``wsgi``, the app served, is looked at for agents mounted under a prefix."""
     runtimes = list(runtimes)
     if any(getattr(runtime, "configure_logging", True) for runtime in runtimes):
         configure_logging()
     for decided in gates:
         log_once(decided)
+    prefixed = prefixed_routes(wsgi, runtimes)
+    if prefixed:
+        logger.warning(
+            "The agent answers at %s, not at /ping and /invocations where the managed "
+            "runtime calls it (a blueprint mounted with url_prefix)",
+            ", ".join(prefixed),
+        )
     tune_interpreter()
     for runtime in runtimes:
         runtime.served_by = server
@@ -190,7 +235,7 @@ def serve(
     threads = int(options.pop("threads", DEFAULT_THREADS))
     host = host or default_host()
     port = default_port() if port is None else port
-    prepare(runtimes, threads, f"waitress at http://{host}:{port}", [gate_of_waitress()])
+    prepare(runtimes, threads, f"waitress at http://{host}:{port}", [gate_of_waitress()], wsgi)
     # waitress reads a whole body before the application sees it: the limit is
     # applied there, so that an oversized body is refused before it is read.
     body_limit = max((runtime.max_body_size for runtime in runtimes), default=None)

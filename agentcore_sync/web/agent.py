@@ -82,12 +82,25 @@ class AgentCore(Runtime):
             app.register_blueprint(self.metrics_blueprint)
         return app
 
-    def run(self, port: int | None = None, host: str | None = None, **server_options: Any) -> None:
-        """Serve on waitress (threads) until SIGTERM or Ctrl-C.
+    def run(
+        self,
+        port: int | None = None,
+        host: str | None = None,
+        app: Flask | None = None,
+        **server_options: Any,
+    ) -> None:
+        """Serve on waitress (threads) until SIGTERM or Ctrl-C: the agent alone, or
+        ``app``, the Flask app it is mounted into, with all of its routes.
 
         ``port`` defaults to ``$PORT``, else 8080; ``host`` to ``$HOST``, else
         127.0.0.1, or 0.0.0.0 inside a container, as the official SDK does.
         ``server_options`` go to waitress (``threads=16`` by default).
         """
+        if app is not None and self.blueprint.name not in app.blueprints:
+            raise ValueError(
+                f"this agent is not mounted into {app.name!r}: "
+                "app.register_blueprint(agent.blueprint) first"
+            )
         note_websocket_server(self, "waitress")
-        serve(self.wsgi_app_for_serving(), [self], port=port, host=host, **server_options)
+        wsgi = self.wsgi_app_for_serving() if app is None else app
+        serve(wsgi, [self], port=port, host=host, **server_options)

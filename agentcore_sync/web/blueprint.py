@@ -16,8 +16,9 @@ from flask import Blueprint, Request, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..core.invocation import InvocationRequest, invoke
+from ..core.serialization import encode
 from ..models import PingStatus
-from ..servers.serving import note_unprepared_server
+from ..servers.serving import is_loopback, note_unprepared_server
 from .responses import (
     JSON,
     WERKZEUG,
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("agentcore_sync.ping")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+#: Where local tools read what the agent is doing (``Runtime.activity``).
+ACTIVITY_PATH = "/_agentcore_sync/activity"
 
 
 def make_blueprint(runtime: Runtime, name: str = "agentcore") -> Blueprint:
@@ -55,6 +59,14 @@ def make_blueprint(runtime: Runtime, name: str = "agentcore") -> Blueprint:
         # threads that outlive this request's Flask context.
         current = request._get_current_object()  # type: ignore[attr-defined]
         return as_response(serve_invocation(runtime, current))
+
+    @bp.get(ACTIVITY_PATH)
+    def activity() -> Response:
+        # Task names and counts are for the developer's own tools: answered to
+        # clients on this machine only; anyone else finds no such route.
+        if not is_loopback(request.remote_addr or ""):
+            return json_error(404, "Not Found").to_response()
+        return Response(encode(runtime.activity()), mimetype=JSON)
 
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
