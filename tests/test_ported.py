@@ -133,6 +133,15 @@ def stream_in_steps(url: str, kind: str, gate: Path) -> tuple[int, dict[str, str
     return reply.status_code, headers, first, rest
 
 
+def assert_streamed_as_expected(url: str, kind: str, gate: Path) -> None:
+    status, headers, first, rest = stream_in_steps(url, kind, gate)
+    expected_headers, expected_first, expected_rest = STREAMS[kind]
+    assert status == 200
+    assert {k: headers.get(k) for k in expected_headers} == expected_headers
+    assert "content-length" not in headers
+    assert (first, rest) == (expected_first, expected_rest)
+
+
 @pytest.fixture(scope="module", params=["gunicorn", "waitress"])
 def server(request: Any, tmp_path_factory: Any) -> Iterator[servers.Server]:
     tmp = tmp_path_factory.mktemp(request.param)
@@ -158,12 +167,7 @@ def test_an_http_exception_answers_its_status_and_detail_with_its_headers(
 def test_a_streaming_response_is_sent_as_it_is_made(
     server: servers.Server, kind: str, tmp_path: Path
 ) -> None:
-    status, headers, first, rest = stream_in_steps(server.url, kind, tmp_path / "gate")
-    expected_headers, expected_first, expected_rest = STREAMS[kind]
-    assert status == 200
-    assert {k: headers.get(k) for k in expected_headers} == expected_headers
-    assert "content-length" not in headers
-    assert (first, rest) == (expected_first, expected_rest)
+    assert_streamed_as_expected(server.url, kind, tmp_path / "gate")
 
 
 def test_a_client_that_leaves_closes_the_stream(server: servers.Server, tmp_path: Path) -> None:
@@ -251,12 +255,7 @@ def test_the_sdk_drops_an_http_exceptions_headers(sdk_server: servers.Server) ->
 
 @pytest.mark.parametrize("kind", sorted(STREAMS))
 def test_the_sdk_streams_alike(sdk_server: servers.Server, kind: str, tmp_path: Path) -> None:
-    status, headers, first, rest = stream_in_steps(sdk_server.url, kind, tmp_path / "gate")
-    expected_headers, expected_first, expected_rest = STREAMS[kind]
-    assert status == 200
-    assert {k: headers.get(k) for k in expected_headers} == expected_headers
-    assert "content-length" not in headers
-    assert (first, rest) == (expected_first, expected_rest)
+    assert_streamed_as_expected(sdk_server.url, kind, tmp_path / "gate")
 
 
 # -- through Flask's own dispatch -------------------------------------------------

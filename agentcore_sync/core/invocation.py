@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..models import DEBUG_ACTION_KEY, PingStatus
-from .admission import HeldSlot
+from .admission import HeldSlot, InvocationLimiter
 from .callables import Kind
 from .context import InvalidHeader, RequestContext, enter_request
 from .serialization import encode
@@ -122,17 +122,22 @@ def invoke(runtime: Runtime, request: InvocationRequest, framework: Framework) -
     return outcome
 
 
+def refusal(limiter: InvocationLimiter, what: str) -> Outcome:
+    """The answer to ``what`` when ``limiter`` has no slot: 503 at once, with Retry-After."""
+    logger.warning("Refused %s: %d invocations in flight, the limit", what, limiter.limit)
+    return json_error(
+        503,
+        "Too many concurrent invocations",
+        headers=(("Retry-After", str(limiter.retry_after)),),
+        limit=limiter.limit,
+    )
+
+
 def _admit(runtime: Runtime, request: InvocationRequest, framework: Framework) -> Outcome:
     """Admission control around the invocation: a slot, or 503 at once."""
     limiter = runtime.limiter
     if not limiter.try_acquire():
-        logger.warning("Refused an invocation: %d invocations in flight, the limit", limiter.limit)
-        return json_error(
-            503,
-            "Too many concurrent invocations",
-            headers=(("Retry-After", str(limiter.retry_after)),),
-            limit=limiter.limit,
-        )
+        return refusal(limiter, "an invocation")
     held = False
     try:
         outcome = _invoke(runtime, request, framework)

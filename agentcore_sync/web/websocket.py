@@ -46,8 +46,9 @@ from flask import Blueprint, Request, Response, request
 
 from ..core.callables import Kind, kind_of
 from ..core.context import InvalidHeader, RequestContext, enter_request
+from ..core.invocation import refusal
 from ..servers.serving import FIX_COMMANDS, note_unprepared_server
-from .responses import Answer, as_response, json_error
+from .responses import Answer, answer_of, as_response, json_error
 
 if TYPE_CHECKING:
     from .agent import AgentCore
@@ -615,13 +616,7 @@ def serve_websocket(agent: AgentCore, connections: OpenWebSockets, req: Request)
         return json_error(403, "No WebSocket handler defined")
     limiter = agent.limiter
     if not limiter.try_acquire():
-        logger.warning("Refused a WebSocket: %d invocations in flight, the limit", limiter.limit)
-        return json_error(
-            503,
-            "Too many concurrent invocations",
-            headers=(("Retry-After", str(limiter.retry_after)),),
-            limit=limiter.limit,
-        )
+        return answer_of(refusal(limiter, "a WebSocket"), agent.loop)
     try:
         return contextvars.copy_context().run(_session, agent, connections, handler, req)
     finally:
