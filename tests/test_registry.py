@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
@@ -212,3 +213,64 @@ def test_an_id_belongs_to_the_app_that_issued_it() -> None:
     # An id of another app is unknown here.
     assert two.complete_async_task(first) is False
     assert one.complete_async_task(first) is True
+
+
+# -- task ids ----------------------------------------------------------------------
+
+
+def test_task_ids_tell_nothing_of_their_neighbours() -> None:
+    """A client that knows its own task's id cannot reach the next or the last one."""
+    registry = TaskRegistry()
+    ids = [registry.add(f"t{i}") for i in range(20_000)]
+    for task_id in ids:
+        registry.complete(task_id)
+    assert len(set(ids)) == len(ids)
+    assert all(0 < task_id < 2**53 for task_id in ids), "exact as JavaScript numbers"
+    steps = {b - a for a, b in itertools.pairwise(ids)}
+    assert len(steps) > 19_000, "no common step from one id to the next"
+    # Consecutive ids differ by 1; random ones come within 2**30 of the one before
+    # about once in 4,000,000 pairs.
+    near = sum(abs(b - a) < 2**30 for a, b in itertools.pairwise(ids))
+    assert near <= 1, f"{near} ids within 2**30 of the one before"
+    # Spread over the whole range: the top bit is set about half the time.
+    high = sum(task_id >= 2**52 for task_id in ids)
+    assert 9_000 < high < 11_000, high
+
+
+def test_task_ids_are_unique_across_threads_and_registries() -> None:
+    registries = [TaskRegistry(), TaskRegistry()]
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def add(registry: TaskRegistry) -> None:
+        mine = [registry.add("t") for _ in range(5_000)]
+        with lock:
+            seen.extend(mine)
+
+    threads = [threading.Thread(target=add, args=(r,)) for r in registries for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == len(set(seen)) == 40_000
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_hand_out_its_parents_next_ids() -> None:
+    import os
+
+    registry = TaskRegistry()
+    registry.complete(registry.add("warm"))  # the pool is filled before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        ids = [registry.add("child") for _ in range(50)]
+        os.write(write, ",".join(map(str, ids)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = {int(text) for text in pipe.read().split(",")}
+    os.waitpid(pid, 0)
+    parent = {registry.add("parent") for _ in range(50)}
+    assert len(child) == 50 and not child & parent

@@ -339,3 +339,32 @@ def test_run_refuses_an_app_the_agent_is_not_mounted_into() -> None:
     agent = AgentCore(configure_logging=False)
     with pytest.raises(ValueError, match=r"not mounted into 'other'.*register_blueprint"):
         agent.run(app=flask.Flask("other"))
+
+
+@pytest.mark.unit
+def test_in_a_container_a_local_store_is_said_to_end_with_the_microvm(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from agentcore_sync.servers.serving import warn_of_local_results
+
+    monkeypatch.setenv("DOCKER_CONTAINER", "1")
+    local = AgentCore(configure_logging=False, result_store=f"sqlite:///{tmp_path / 'r.db'}")
+    memory = AgentCore(configure_logging=False, result_store="memory://")
+    shared = AgentCore(configure_logging=False, result_store="redis://127.0.0.1:6379/0")
+    with caplog.at_level("WARNING", logger="agentcore_sync.serving"):
+        warn_of_local_results([local, memory, shared, local])
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines  # once per local store
+    assert all("end with the session's microVM" in line for line in lines)
+    assert all("redis://" in line for line in lines)
+    assert not any("redis://127.0.0.1:6379/0" in line for line in lines)
+
+
+@pytest.mark.e2e
+def test_a_server_in_a_container_says_where_results_end(tmp_path: Path) -> None:
+    server = servers.waitress("background_app:app", tmp_path, env={"DOCKER_CONTAINER": "1"})
+    with servers.serving(server):
+        log = server.log()
+    lines = [line for line in log.splitlines() if "end with the session's microVM" in line]
+    assert len(lines) == 1, log
+    assert json.loads(lines[0])["level"] == "WARNING"

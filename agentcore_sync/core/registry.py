@@ -8,10 +8,8 @@ logged as the official SDK logs it (``tasklog``).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import secrets
 import threading
 import time
 import weakref
@@ -21,6 +19,7 @@ from typing import Any
 
 from ..models import TaskState
 from .busy import BusyFlag
+from .ids import random_ids
 from .tasklog import task_log
 
 logger = logging.getLogger("agentcore_sync.registry")
@@ -103,11 +102,11 @@ class TaskRegistry:
         self._watchdog: threading.Thread | None = None
 
     def _reseed_ids(self) -> None:
-        # Ids start at a random point so that ids of different processes (gunicorn
-        # workers, restarts sharing one result store) do not meet; they stay below
-        # 2**53 so that JavaScript clients read them exactly. itertools.count is
-        # atomic under the GIL, so issuing an id needs no lock.
-        self._ids = itertools.count(secrets.randbits(52) + 1)
+        # Random ids (``core.ids``), taken from this pool: list.pop and list.extend
+        # are atomic, so threads share it without a lock (two that find it empty both
+        # refill it; no id is lost or repeated). A forked child starts a pool of its
+        # own, or it would hand out its parent's next ids.
+        self._id_pool: list[int] = []
 
     def add(
         self,
@@ -117,10 +116,17 @@ class TaskRegistry:
         state: TaskState = TaskState.RUNNING,
         max_duration: float | None = DEFAULT_MAX_DURATION,
     ) -> int:
-        task_id = next(self._ids)
+        tasks, pool = self._tasks, self._id_pool
+        while True:
+            try:
+                task_id = pool.pop()
+            except IndexError:
+                pool.extend(random_ids())
+                continue
+            if task_id not in tasks:  # taken: a chance in 2**53 for each active task
+                break
         started_at = time.time()
         entry = TaskEntry(task_id, name, started_at, metadata, max_duration, state)
-        tasks = self._tasks
         if self.publish is None:
             tasks[task_id] = entry
         else:

@@ -66,14 +66,39 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
+def in_container() -> bool:
+    """Whether this process runs in a container, as the official SDK tells it."""
+    return os.path.exists("/.dockerenv") or bool(os.environ.get("DOCKER_CONTAINER"))
+
+
 def default_host() -> str:
     """``$HOST``; else 127.0.0.1 on a workstation, 0.0.0.0 in a container."""
     host = os.environ.get("HOST")
     if host:
         return host
-    if os.path.exists("/.dockerenv") or os.environ.get("DOCKER_CONTAINER"):
+    if in_container():
         return "0.0.0.0"  # a container must listen on the interface its port is published on
     return "127.0.0.1"
+
+
+#: Result stores whose records live in this machine's memory or on its disk.
+LOCAL_STORES = ("sqlite:", "memory:")
+
+
+def warn_of_local_results(runtimes: Iterable[Runtime]) -> None:
+    """In a container (an AgentCore microVM), a store on the local disk ends with it:
+    say so once per store, naming the stores that outlive it."""
+    if not in_container():
+        return
+    for url in sorted(
+        {r.result_store_url for r in runtimes if r.result_store_url.startswith(LOCAL_STORES)}
+    ):
+        logger.warning(
+            "Background task results are kept in %s, inside this container: in AgentCore "
+            "Runtime they end with the session's microVM. For results that outlive it, set "
+            "AGENTCORE_SYNC_RESULT_STORE (or result_store=) to a shared store: redis://HOST",
+            url,
+        )
 
 
 def default_port() -> int:
@@ -145,6 +170,7 @@ def prepare(
             "runtime calls it (a blueprint mounted with url_prefix)",
             ", ".join(prefixed),
         )
+    warn_of_local_results(runtimes)
     tune_interpreter()
     for runtime in runtimes:
         runtime.served_by = server
@@ -179,6 +205,7 @@ def note_unprepared_server(runtime: Runtime, environ: dict[str, Any]) -> None:
         return  # a test client: no server to name
     if getattr(runtime, "configure_logging", True):
         configure_logging()
+    warn_of_local_results([runtime])
     if software.lower().startswith("gunicorn"):
         logger.warning(
             "Served by gunicorn without agentcore_sync's settings: invocations are not "
