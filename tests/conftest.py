@@ -1,4 +1,5 @@
-"""Shared fixtures: a per-test result store, and real Redis (tests/redis_server.py)."""
+"""Shared fixtures: a per-test result store, real Redis (tests/redis_server.py) and
+moto's standalone server for the AWS stores (tests/moto_server.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["redis_server"]
+pytest_plugins = ["redis_server", "moto_server"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""Result stores against real backends: memory, an SQLite file, a redis-server process."""
+"""Result stores against real backends: memory, an SQLite file, a redis-server process,
+and DynamoDB and S3 as moto's standalone server serves them over HTTP."""
 
 from __future__ import annotations
 
@@ -86,13 +87,15 @@ def messages(records: list[logging.LogRecord], level: int) -> list[str]:
 # -- every backend ---------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "dynamodb", "s3"])
 def make_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., ResultStore]]:
     """``make(ttl=60.0)`` opens a store of the parametrized backend; closed afterwards."""
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
+    elif request.param in ("dynamodb", "s3"):
+        url = request.getfixturevalue("aws_store_url")(request.param)
     elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/tasks.db"
     else:

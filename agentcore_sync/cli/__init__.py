@@ -3,7 +3,8 @@
 - ``serve MODULE:APP``: serve an agent on waitress or gunicorn;
 - ``invoke [URL] PAYLOAD``: call it with the headers the managed runtime sends;
 - ``monitor [URL]``: watch it as the managed runtime does: status, tasks, the
-  idle timeout and the maximum lifetime counting down, stuck sessions.
+  idle timeout and the maximum lifetime counting down, stuck sessions;
+- ``store init URL``: create a result store's DynamoDB table or S3 bucket.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from .invoke import invoke
 from .monitor import monitor
 from .serve import serve
+from .store import store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +26,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(invoke)
 cli.add_command(monitor)
+cli.add_command(store)
 
 
 def main() -> None:

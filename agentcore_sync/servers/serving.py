@@ -96,7 +96,8 @@ def warn_of_local_results(runtimes: Iterable[Runtime]) -> None:
         logger.warning(
             "Background task results are kept in %s, inside this container: in AgentCore "
             "Runtime they end with the session's microVM. For results that outlive it, set "
-            "AGENTCORE_SYNC_RESULT_STORE (or result_store=) to a shared store: redis://HOST",
+            "AGENTCORE_SYNC_RESULT_STORE (or result_store=) to a shared store: "
+            "dynamodb://TABLE, s3://BUCKET/PREFIX or redis://HOST",
             url,
         )
 

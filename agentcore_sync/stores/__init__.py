@@ -9,6 +9,9 @@ dict and reject the same unserializable values. Backends:
   survives a restart and is shared by the processes of one machine.
 - ``redis://[[user]:password@]host[:port][/db]`` (or ``rediss://``): shared across
   processes and machines; needs the ``agentcore_sync[redis]`` extra.
+- ``dynamodb://TABLE[?overflow=s3://BUCKET/PREFIX]`` and ``s3://BUCKET[/PREFIX]``:
+  shared, and outliving any machine (an AgentCore microVM); need the
+  ``agentcore_sync[aws]`` extra. A terminal record there is final.
 
 The runtime wraps whichever store it opens in :class:`ResilientStore`, so that an
 unreachable store never fails a task or a request.
@@ -25,11 +28,13 @@ from agentcore_sync.models import RecordStatus
 
 __all__ = [
     "UNFINISHED_STATUSES",
+    "DynamoDBStore",
     "InvalidRecordError",
     "MemoryStore",
     "RedisStore",
     "ResilientStore",
     "ResultStore",
+    "S3Store",
     "SQLiteStore",
     "open_store",
     "redact_url",
@@ -40,6 +45,12 @@ __all__ = [
 #: (a StrEnum member hashes and compares as its value).
 UNFINISHED_STATUSES: frozenset[RecordStatus] = frozenset(
     {RecordStatus.QUEUED, RecordStatus.RUNNING}
+)
+
+#: The URLs ``open_store`` takes, for error messages.
+SCHEMES = (
+    "memory://, sqlite:///path, redis://host:port/db, rediss://host:port/db, "
+    "dynamodb://TABLE, s3://BUCKET/PREFIX"
 )
 
 #: Default record lifetime, in seconds after the record's last put.
@@ -160,8 +171,7 @@ def open_store(url: str, ttl: float = DEFAULT_TTL) -> ResultStore:
     """
     if not isinstance(url, str) or ":" not in url:
         raise ValueError(
-            f"result store URL {redact_url(str(url))!r} has no scheme; expected one of "
-            "memory://, sqlite:///path, redis://host:port/db, rediss://host:port/db"
+            f"result store URL {redact_url(str(url))!r} has no scheme; expected one of " + SCHEMES
         )
     if not ttl > 0:
         raise ValueError(f"result store ttl must be a positive number of seconds, not {ttl!r}")
@@ -172,15 +182,20 @@ def open_store(url: str, ttl: float = DEFAULT_TTL) -> ResultStore:
         return SQLiteStore.from_url(url, ttl=ttl)
     if scheme in ("redis", "rediss"):
         return RedisStore.from_url(url, ttl=ttl)
+    if scheme == "dynamodb":
+        return DynamoDBStore.from_url(url, ttl=ttl)
+    if scheme == "s3":
+        return S3Store.from_url(url, ttl=ttl)
     raise ValueError(
-        f"unknown result store scheme {scheme!r} in {redact_url(url)!r}; expected one of "
-        "memory://, sqlite:///path, redis://host:port/db, rediss://host:port/db"
+        f"unknown result store scheme {scheme!r} in {redact_url(url)!r}; expected one of " + SCHEMES
     )
 
 
 # The backends import ResultStore and the helpers above from this package, so they are
 # imported after those are defined.
+from agentcore_sync.stores.dynamodb import DynamoDBStore  # noqa: E402
 from agentcore_sync.stores.memory import MemoryStore  # noqa: E402
 from agentcore_sync.stores.redis import RedisStore  # noqa: E402
 from agentcore_sync.stores.resilient import ResilientStore  # noqa: E402
+from agentcore_sync.stores.s3 import S3Store  # noqa: E402
 from agentcore_sync.stores.sqlite import SQLiteStore  # noqa: E402
