@@ -23,6 +23,9 @@ from .callables import Kind, kind_of
 from .context import request_id_var, session_id_var
 from .handles import CoroutineHandle, Deadlines, TaskHandle
 from .loop import contain
+from .observers import Observer, run_in
+from .observers import finished as observed_end
+from .observers import started as observed_start
 from .pool import ThreadPool
 from .processes import process_identity
 from .serialization import to_jsonable
@@ -58,6 +61,7 @@ class BackgroundExecutor:
         owner: str,
         max_workers: int,
         listeners: list[Callable[[dict[str, Any]], None]] | None = None,
+        observers: list[Observer] | None = None,
     ) -> None:
         self._registry = registry
         self._ping = ping
@@ -65,6 +69,7 @@ class BackgroundExecutor:
         self._store = store
         self.owner = owner
         self._listeners = listeners if listeners is not None else []
+        self._observers = observers if observers is not None else []
         self._pool = ThreadPool(max_workers)
         self._identity = process_identity(os.getpid()) or str(os.getpid())
         # _lock guards _records, _finishing and _accepting. Invariants: _records
@@ -180,17 +185,23 @@ class BackgroundExecutor:
         if not handle.set_running_or_notify_cancel():
             return
         task_id = handle.task_id
-        self._started(task_id)
+        name = self._started(task_id)
+        observers = self._observers
+        tokens = run_in(context, observers, "task_started", task_id, name) if observers else []
         try:
             value = context.run(func, *args, **kwargs)
             if kind is Kind.GENERATOR:
                 value = context.run(list, value)
         except BaseException as exc:
+            if observers:
+                run_in(context, observers, "task_finished", tokens, "failed", repr(exc))
             self._finish(task_id, RecordStatus.FAILED, error=exc)
             handle.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
+            if observers:
+                run_in(context, observers, "task_finished", tokens, "succeeded", None)
             self._finish(task_id, RecordStatus.SUCCEEDED, result=value)
             handle.set_result(value)
 
@@ -230,7 +241,10 @@ class BackgroundExecutor:
             return
         task_id = handle.task_id
         handle.begin(asyncio.current_task())
-        self._started(task_id)
+        name = self._started(task_id)
+        observers = self._observers
+        tokens = observed_start(observers, "task_started", task_id, name) if observers else []
+        outcome, error_text = RecordStatus.FAILED, None
         if max_duration is not None:
             self._deadlines.add(handle, max_duration)
         try:
@@ -244,20 +258,25 @@ class BackgroundExecutor:
                 logger.warning("Background task %s cancelled: %s", task_id, error)
             else:
                 error = "Cancelled"
+            outcome, error_text = RecordStatus.CANCELLED, error
             self._finish(task_id, RecordStatus.CANCELLED, error=error)
             handle.set_cancelled()
             raise
         except BaseException as exc:
+            error_text = repr(exc)
             self._finish(task_id, RecordStatus.FAILED, error=exc)
             # Not re-raised: asyncio would stop the loop itself on SystemExit or
             # KeyboardInterrupt, and nothing else awaits this task.
             handle.set_exception(contain(exc))
         else:
+            outcome = RecordStatus.SUCCEEDED
             self._finish(task_id, RecordStatus.SUCCEEDED, result=value)
             handle.set_result(value)
         finally:
             if max_duration is not None:
                 self._deadlines.remove(handle, max_duration)
+            if observers:
+                observed_end(observers, "task_finished", tokens, outcome.value, error_text)
 
     # -- recording ----------------------------------------------------------
 
@@ -268,16 +287,18 @@ class BackgroundExecutor:
     def call_on_loop(self, callback: Callable[[], None]) -> None:
         self._loop.loop.call_soon_threadsafe(callback)
 
-    def _started(self, task_id: int) -> None:
+    def _started(self, task_id: int) -> str:
+        """Record that the task runs; its name."""
         self._registry.set_state(task_id, TaskState.RUNNING)
         with self._lock:
             record = self._records.get(task_id)
             if record is None:
-                return
+                return "?"
             record["status"] = RecordStatus.RUNNING
             record["started_at"] = time.time()
             snapshot = dict(record)
         self._store().put(snapshot)
+        return str(snapshot["name"])
 
     def _finish(
         self, task_id: int, status: RecordStatus, *, result: Any = None, error: Any = None

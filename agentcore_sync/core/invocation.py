@@ -26,6 +26,8 @@ from ..models import DEBUG_ACTION_KEY, PingStatus
 from .admission import HeldSlot, InvocationLimiter
 from .callables import Kind
 from .context import InvalidHeader, RequestContext, enter_request
+from .observers import finished as observed_end
+from .observers import started as observed_start
 from .serialization import encode
 from .streams import EventStream
 
@@ -162,6 +164,23 @@ def _invoke(runtime: Runtime, request: InvocationRequest, framework: Framework) 
     except InvalidHeader as exc:
         logger.warning("Refused an invocation: %s", exc)
         return json_error(400, str(exc))
+    observers = runtime.observers
+    if not observers:
+        return _answer(runtime, request, framework, context, started)
+    tokens = observed_start(observers, "invocation_started", context)
+    outcome = _answer(runtime, request, framework, context, started)
+    status = getattr(outcome.native, "status_code", outcome.status)
+    observed_end(observers, "invocation_finished", tokens, status)
+    return outcome
+
+
+def _answer(
+    runtime: Runtime,
+    request: InvocationRequest,
+    framework: Framework,
+    context: RequestContext,
+    started: float,
+) -> Outcome:
     try:
         payload = read_json_body(request, runtime.max_body_size)
     except BadRequestBody as bad:

@@ -33,6 +33,7 @@ from .executor import BackgroundExecutor
 from .handles import TaskHandle
 from .lifespan import Lifespan
 from .loop import LoopThread
+from .observers import Observer
 from .ping import PingTracker
 from .registry import DEFAULT_MAX_DURATION, TaskRegistry
 from .tasks import track
@@ -181,6 +182,8 @@ class Runtime:
         self.invocation_listeners: list[Callable[[int, float], None]] = []
         #: Called as ``fn(record)`` with each background task's final record.
         self.task_listeners: list[Callable[[dict[str, Any]], None]] = []
+        #: Called at the start and end of each invocation and task (``core.observers``).
+        self.observers: list[Observer] = []
         self.loop = LoopThread()
         #: The app's lifespan (None without one), entered by ``start()``.
         self.lifespan = Lifespan(lifespan, self, self.loop) if lifespan is not None else None
@@ -205,6 +208,7 @@ class Runtime:
             owner=server_id or os.environ.get("AGENTCORE_SYNC_SERVER_ID") or socket.gethostname(),
             max_workers=task_threads,
             listeners=self.task_listeners,
+            observers=self.observers,
         )
         self._shutdown_once = threading.Lock()
         self._shut_down = False

@@ -25,6 +25,7 @@ from typing import Any
 from ..core.runtime import Runtime
 from ..core.versions import Gate, log_once
 from ..observability.logging import configure_logging
+from ..observability.tracing import enable_tracing
 
 logger = logging.getLogger("agentcore_sync.serving")
 
@@ -172,6 +173,8 @@ def prepare(
             ", ".join(prefixed),
         )
     warn_of_local_results(runtimes)
+    for runtime in runtimes:
+        enable_tracing(runtime)
     tune_interpreter()
     for runtime in runtimes:
         runtime.served_by = server
@@ -207,6 +210,7 @@ def note_unprepared_server(runtime: Runtime, environ: dict[str, Any]) -> None:
     if getattr(runtime, "configure_logging", True):
         configure_logging()
     warn_of_local_results([runtime])
+    enable_tracing(runtime)
     if software.lower().startswith("gunicorn"):
         logger.warning(
             "Served by gunicorn without agentcore_sync's settings: invocations are not "
