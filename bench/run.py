@@ -35,6 +35,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="override the number of A B A B rounds")
     parser.add_argument(
+        "--figures",
+        type=lambda text: {int(n) for n in text.split(",")},
+        help="measure only these figures (e.g. 9 or 2,9); the others keep their values "
+        "from the results.json in --out, with the date they were measured",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="measure nothing: write RESULTS.md and results.png again from results.json",

@@ -29,6 +29,7 @@ class Settings:
     micro_seconds: float  # one in-process measurement (figures 4, 5)
     micro_repeats: int  # timeit-style repeats, the best kept (figure 5)
     waitress_threads: int = 8  # waitress thread count, the same for every peer on it
+    idle_seconds: float = 30.0  # the idle window of figure 9, a /ping every 2 s in it
 
 
 FULL = Settings(
@@ -59,4 +60,5 @@ QUICK = Settings(
     tasks_window=1.0,
     micro_seconds=0.2,
     micro_repeats=3,
+    idle_seconds=4.0,
 )

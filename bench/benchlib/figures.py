@@ -63,6 +63,10 @@ def _throughput_checks(floor: float) -> list[Check]:
     ]
 
 
+def _versus_sdk(label: str, ours: Peer, metric: str, target: float) -> Check:
+    return Check(f"{label} ÷ official SDK", (ours, metric), (SDK_UVICORN, metric), "<=", target)
+
+
 def build() -> list[Figure]:
     """Fresh, empty figures for one run."""
     return [
@@ -195,6 +199,32 @@ def build() -> list[Figure]:
             [
                 Check("agentcore_sync: with ÷ without", (OURS_WAITRESS, "ratio"), None, ">=", 0.95),
                 Check("official SDK: with ÷ without", (SDK_UVICORN_ASYNC, "ratio")),
+            ],
+        ),
+        Figure(
+            9,
+            "What a microVM costs: start, idle memory, idle CPU",
+            "start ≤ 0.35x the official SDK's; idle RSS ≤ 0.6x the SDK's on waitress and "
+            "≤ 1.0x on gunicorn (all its processes); idle CPU ≤ 0.25x the SDK's.",
+            "The same agent started as its users start it: app.run() (waitress), gunicorn "
+            "with the shipped settings, the official SDK's app.run() (uvicorn). Start: from "
+            "the process's launch to the first Healthy /ping, polled every 5 ms. Idle RSS: "
+            "the resident memory of all the server's processes after start and a few pings. "
+            "Idle CPU: user and system CPU of all of them over the idle window, a /ping every "
+            "2 s, per minute.",
+            [
+                Metric("start_s", "start", "{:,.3f}", "s"),
+                Metric("rss_mb", "idle RSS", "{:,.1f}", "MB"),
+                Metric("cpu_ms", "idle CPU", "{:,.0f}", "ms/min"),
+            ],
+            [SDK_UVICORN, OURS_WAITRESS, OURS_GUNICORN],
+            [
+                _versus_sdk("start: app.run()", OURS_WAITRESS, "start_s", 0.35),
+                _versus_sdk("start: gunicorn", OURS_GUNICORN, "start_s", 0.35),
+                _versus_sdk("idle RSS: app.run()", OURS_WAITRESS, "rss_mb", 0.6),
+                _versus_sdk("idle RSS: gunicorn", OURS_GUNICORN, "rss_mb", 1.0),
+                _versus_sdk("idle CPU: app.run()", OURS_WAITRESS, "cpu_ms", 0.25),
+                _versus_sdk("idle CPU: gunicorn", OURS_GUNICORN, "cpu_ms", 0.25),
             ],
         ),
         Figure(

@@ -20,7 +20,9 @@ def _on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # so atexit stops the servers
 
 
-def run(*, quick: bool, out: Path, rounds: int | None, require_all: bool) -> int:
+def run(
+    *, quick: bool, out: Path, rounds: int | None, require_all: bool, only: set[int] | None = None
+) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     settings = QUICK if quick else FULL
     if rounds:
@@ -30,8 +32,9 @@ def run(*, quick: bool, out: Path, rounds: int | None, require_all: bool) -> int
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="quick-" if quick else "full-", dir=WORK_DIR))
     ctx = measure.Context(settings, work_dir, wrk_missing=ensure_wrk())
-    ping, echo, starved, registry, overhead, started, loaded, workers = figure_defs.build()
-    all_figures = [ping, echo, starved, registry, overhead, started, loaded, workers]
+    built = figure_defs.build()
+    ping, echo, starved, registry, overhead, started, loaded, microvm, workers = built
+    all_figures = [ping, echo, starved, registry, overhead, started, loaded, workers, microvm]
 
     groups = [
         (measure.micro, registry, overhead),
@@ -39,7 +42,10 @@ def run(*, quick: bool, out: Path, rounds: int | None, require_all: bool) -> int
         (measure.starvation, starved),
         (measure.tasks, started, loaded),
         (measure.workers, workers),
+        (measure.microvm, microvm),
     ]
+    if only:
+        groups = [g for g in groups if any(figure.number in only for figure in g[1:])]
     for group, *figures in groups:
         group_began = time.monotonic()
         group(ctx, *figures)
@@ -47,6 +53,8 @@ def run(*, quick: bool, out: Path, rounds: int | None, require_all: bool) -> int
         print(f"bench: figures {numbers} took {time.monotonic() - group_began:.1f} s", flush=True)
 
     described = machine.describe(settings, started_at, time.monotonic() - began)
+    if only:
+        _keep_the_others(out, all_figures, only)
     data = report.write(out, all_figures, described)
     _print_summary(data, out)
     if data["complete"]:
@@ -78,6 +86,28 @@ def _print_summary(data: dict, out: Path) -> None:
     print(f"bench: wrote {out / 'RESULTS.md'}, {out / 'results.json'}, {out / report.CHART}")
 
 
+def _keep_the_others(out: Path, figures: list, only: set[int]) -> None:
+    """The figures not measured now take their values from ``out/results.json``, each
+    row with a note of when they were measured."""
+    path = out / "results.json"
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    when = data["machine"].get("started_at") or data["machine"].get("date", "an earlier run")
+    by_number = {figure.number: figure for figure in figures}
+    for saved in data["figures"]:
+        figure = by_number.get(saved["figure"])
+        if figure is None or figure.number in only:
+            continue
+        for saved_row in saved["rows"]:
+            row = figure.rows[saved_row["peer"]]
+            row.samples = {key: list(values) for key, values in saved_row["samples"].items()}
+            note = f"measured in the run of {when}"
+            row.notes = [n for n in saved_row["notes"] if not n.startswith("measured in the run")]
+            row.notes.append(note)
+            row.not_measured = saved_row["not_measured"]
+
+
 def render(out: Path) -> int:
     """Write RESULTS.md and results.png again from ``out/results.json``: the measured
     values as they are, the texts (targets, methods, bounds) as they are now."""
@@ -104,6 +134,7 @@ def main(args) -> int:
         out=Path(args.out).resolve(),
         rounds=args.rounds,
         require_all=args.require_all,
+        only=args.figures,
     )
 
 

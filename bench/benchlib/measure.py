@@ -307,3 +307,32 @@ def micro(ctx: Context, registry: Figure, overhead: Figure):
                 note_once(row, f"plain function not measured: {result['plain_not_measured']}")
 
     take_turns(ctx, "micro", [registry, overhead], registry.peers, measure)
+
+
+# Figure 9: what a session's microVM costs while it waits: start, idle memory, idle CPU.
+
+
+def microvm(ctx: Context, figure: Figure):
+    def measure(peer, _round, session_dir):
+        row = figure.row(peer)
+        start_s, server = servers.launch_until_healthy(
+            peer, session_dir, waitress_threads=ctx.settings.waitress_threads
+        )
+        try:
+            row.add("start_s", start_s)
+            for _ in range(3):
+                probe.request(server.host, server.port, "GET", "/ping")
+            time.sleep(1.0)  # what start-up left behind settles (threads, imports)
+            row.add("rss_mb", server.rss_bytes() / 1e6)
+            window = ctx.settings.idle_seconds
+            before = server.cpu_seconds()
+            began = time.monotonic()
+            while time.monotonic() - began < window:
+                probe.request(server.host, server.port, "GET", "/ping")
+                time.sleep(min(2.0, max(0.0, window - (time.monotonic() - began))))
+            used = server.cpu_seconds() - before
+            row.add("cpu_ms", used * 1000 * 60 / (time.monotonic() - began))
+        finally:
+            server.stop()
+
+    take_turns(ctx, "microvm", [figure], figure.peers, measure)

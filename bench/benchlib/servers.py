@@ -110,6 +110,15 @@ class Server:
                 total += proc.memory_info().rss
         return total
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU used so far by all the server's processes."""
+        total = 0.0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
     def log_tail(self) -> str:
         """The last line of the server's output (an exception's last line says the most)."""
         try:
@@ -155,8 +164,8 @@ def _workers_up(server: Server) -> bool:
     return len(server.processes()) > workers
 
 
-def start(peer: Peer, session_dir: Path, *, waitress_threads: int, timeout: float = 30) -> Server:
-    """Start the peer's server in its own session directory; return once /ping answers."""
+def launch(peer: Peer, session_dir: Path, *, waitress_threads: int) -> Server:
+    """Launch the peer's server in its own session directory, without waiting for it."""
     session_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = session_env(session_dir, PORT=str(port), BENCH_HANDLER=peer.handler)
@@ -173,6 +182,13 @@ def start(peer: Peer, session_dir: Path, *, waitress_threads: int, timeout: floa
         )
     server = Server(peer, port, process, log_path)
     _running.append(server)
+    return server
+
+
+def start(peer: Peer, session_dir: Path, *, waitress_threads: int, timeout: float = 30) -> Server:
+    """Start the peer's server in its own session directory; return once /ping answers."""
+    server = launch(peer, session_dir, waitress_threads=waitress_threads)
+    process, port = server.process, server.port
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -183,6 +199,37 @@ def start(peer: Peer, session_dir: Path, *, waitress_threads: int, timeout: floa
         time.sleep(0.05)
     server.stop()
     raise ServerError(f"no answer on /ping within {timeout:.0f} s: {server.log_tail()}")
+
+
+def launch_until_healthy(
+    peer: Peer, session_dir: Path, *, waitress_threads: int, timeout: float = 30
+) -> tuple[float, Server]:
+    """Launch the peer's server; seconds from the launch to its first Healthy /ping
+    (polled every 5 ms), and the server."""
+    began = time.perf_counter()
+    server = launch(peer, session_dir, waitress_threads=waitress_threads)
+    while time.perf_counter() - began < timeout:
+        if server.process.poll() is not None:
+            _running.remove(server)
+            raise ServerError(f"exited with code {server.process.returncode}: {server.log_tail()}")
+        if _healthy(server.port):
+            return time.perf_counter() - began, server
+        time.sleep(0.005)
+    server.stop()
+    raise ServerError(f"no Healthy /ping within {timeout:.0f} s: {server.log_tail()}")
+
+
+def _healthy(port: int) -> bool:
+    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        conn.request("GET", "/ping")
+        response = conn.getresponse()
+        body = response.read()
+        return response.status == 200 and json.loads(body).get("status") == "Healthy"
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        conn.close()
 
 
 @cache
