@@ -13,12 +13,16 @@ from __future__ import annotations
 import ast
 import atexit
 import gc
+import json
 import logging
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.unit
 
@@ -203,3 +207,29 @@ def test_every_folder_of_the_package_is_shipped() -> None:
     """setup.cfg's ``packages = find:`` ships folders with an ``__init__.py`` only."""
     folders = {path.parent for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts}
     assert sorted(f for f in folders if not (f / "__init__.py").exists()) == []
+
+
+@pytest.mark.unit
+def test_what_a_process_that_serves_nothing_imports() -> None:
+    """gunicorn's arbiter reads the settings module and serves nothing: Flask, werkzeug
+    and the runtime stay out of it (its memory, its start), as they do of a bare
+    ``import agentcore_sync``; the names are still there when asked for."""
+    script = (
+        "import sys, json\n"
+        "import agentcore_sync.servers.gunicorn_config\n"
+        "heavy = ('flask', 'werkzeug', 'asyncio', 'agentcore_sync.core.runtime', 'sqlite3')\n"
+        "arbiter = [m for m in heavy if m in sys.modules]\n"
+        "import agentcore_sync\n"
+        "bare = [m for m in heavy if m in sys.modules]\n"
+        "from agentcore_sync import BedrockAgentCoreApp, PingStatus\n"
+        "named = [BedrockAgentCoreApp.__name__, PingStatus.HEALTHY.value]\n"
+        "listed = all(hasattr(agentcore_sync, name) for name in agentcore_sync.__all__)\n"
+        "print(json.dumps([arbiter, bare, named, listed]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    arbiter, bare, named, listed = json.loads(done.stdout)
+    assert arbiter == [] and bare == []
+    assert named == ["BedrockAgentCoreApp", "Healthy"] and listed

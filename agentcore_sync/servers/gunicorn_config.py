@@ -13,9 +13,10 @@ import os
 import sys
 from typing import Any
 
-from ..core.lifespan import LifespanFailed
 from ..core.versions import GUNICORN_WORKER, gate
-from .serving import prepare, runtimes_of
+
+# The arbiter reads this module and serves nothing: what the hooks need (the runtime,
+# Flask through the app) is imported in the worker that runs them.
 
 # The managed runtime reaches the container on port 8080 on every interface.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
@@ -55,6 +56,9 @@ keepalive = 75
 def post_worker_init(worker: Any) -> None:
     """Each worker bounds its invocations by its threads, keeping threads for /ping,
     enters the app's lifespan, and counts the tasks of every worker of its server."""
+    from ..core.lifespan import LifespanFailed
+    from .serving import prepare, runtimes_of
+
     decided = gate(*GUNICORN_WORKER)
     runtimes = runtimes_of(worker.wsgi)
     try:
@@ -81,6 +85,8 @@ def post_worker_init(worker: Any) -> None:
 def worker_exit(server: Any, worker: Any) -> None:
     """Each worker waits for its background tasks, records what is left, and exits
     the app's lifespan, on exit."""
+    from .serving import runtimes_of
+
     for runtime in runtimes_of(getattr(worker, "wsgi", None)):
         runtime.shutdown()
 
