@@ -102,4 +102,20 @@ BOUNDS: dict[int, str] = {
         "hand-offs at about 4,000 requests/s, not on the core. Across the runs of "
         "2026-11-22 agentcore_sync's ratio was 0.81-1.06x."
     ),
+    9: (
+        "A BedrockAgentCoreApp is a Flask app, so Flask's own imports are a floor under "
+        "every figure here. On this machine `python -c pass` takes 0.11 s and 13.6 MB; "
+        "`import flask` alone brings a process to 30.9 MB (werkzeug's server and test "
+        "client pull in http.server, email and ssl, whose libraries are 4.7 MB of it) and "
+        "0.14-0.18 s; with asyncio and waitress it is 33.1 MB, 0.62x the official SDK's "
+        "idle server before a line of this runtime runs. The runtime's own modules add "
+        "4 MB, and a process imports only what serving needs (agentcore_sync's public "
+        "names load on first use; tests/test_layers.py says which modules a process that "
+        "serves nothing imports). Start: 0.11 s of interpreter and 0.14-0.18 s of Flask "
+        "are 0.41-0.48x of the SDK's 0.61 s before the server opens its socket. On "
+        "gunicorn the arbiter is a second interpreter (23 MB with gunicorn's own "
+        "imports; it no longer imports Flask), and idle CPU is the arbiter's and the "
+        "worker's one wake-up a second, which gunicorn's timeout check needs; the "
+        "reading is in 10 ms ticks, 3 ticks over the 30 s window."
+    ),
 }
