@@ -55,6 +55,17 @@ def parse_sse(body: bytes) -> list[Any]:
     return events
 
 
+def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> Any:
+    """``predicate()``'s first true value within ``timeout`` seconds; fails the test if none."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout:g} s: {what}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

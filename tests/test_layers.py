@@ -2,7 +2,8 @@
 
 From the bottom up: ``models``, ``stores``, ``core`` (the runtime without a web
 framework or a server), ``observability``, ``servers``, ``web`` (the Flask
-adapter), ``cli``, and the package's own ``__init__``. A module imports only
+adapter), ``managed`` (the managed runtime played locally), ``cli``, and the
+package's own ``__init__``. A module imports only
 from its own layer or those below; lazy imports (inside functions) count, imports
 under ``if TYPE_CHECKING:`` do not. The core also constructs without
 process-wide effects.
@@ -27,7 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.unit
 
 PACKAGE = Path(__file__).resolve().parent.parent / "agentcore_sync"
-LAYERS = ["models", "stores", "core", "observability", "servers", "web", "cli", "__init__"]
+LAYERS = [
+    "models",
+    "stores",
+    "core",
+    "observability",
+    "servers",
+    "web",
+    "managed",
+    "cli",
+    "__init__",
+]
 #: Third-party libraries the framework-free layers must not import.
 OUTER_LIBRARIES = {"flask", "werkzeug", "gunicorn", "waitress", "prometheus_client", "click"}
 FRAMEWORK_FREE = {"models", "stores", "core"}

@@ -29,8 +29,8 @@ import requests
 import servers
 from test_cli import CLI, cli_env, cli_server, run_cli
 
-from agentcore_sync.cli.durations import fmt_duration, parse_duration
-from agentcore_sync.cli.lifecycle import (
+from agentcore_sync.managed.durations import fmt_duration, parse_duration
+from agentcore_sync.managed.lifecycle import (
     HEALTHY,
     HEALTHY_BUSY,
     Probe,

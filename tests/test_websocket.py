@@ -14,7 +14,6 @@ import signal
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from servers import APPS, Server, gunicorn, run_script, serving, waitress
+from servers import APPS, Server, gunicorn, run_script, serving, wait_for, waitress
 
 from agentcore_sync import AgentCore, BedrockAgentCoreApp, WebSocketDisconnect
 
@@ -56,16 +55,6 @@ def read_to_the_end(ws: websocket.WebSocket) -> bytes:
     while chunk := ws.sock.recv(4096):
         received += chunk
     return received
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 #: (handler kind, gunicorn worker): the shipped worker, and plain gthread as the

@@ -4,13 +4,15 @@
 - ``invoke [URL] PAYLOAD``: call it with the headers the managed runtime sends;
 - ``monitor [URL]``: watch it as the managed runtime does: status, tasks, the
   idle timeout and the maximum lifetime counting down, stuck sessions;
-- ``store init URL``: create a result store's DynamoDB table or S3 bucket.
+- ``store init URL``: create a result store's DynamoDB table or S3 bucket;
+- ``emulate MODULE:APP``: a local AgentCore Runtime, sessions as processes.
 """
 
 from __future__ import annotations
 
 import click
 
+from .emulate import emulate
 from .invoke import invoke
 from .monitor import monitor
 from .serve import serve
@@ -27,6 +29,7 @@ cli.add_command(serve)
 cli.add_command(invoke)
 cli.add_command(monitor)
 cli.add_command(store)
+cli.add_command(emulate)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Drawing ``monitor``'s view: a live screen on a terminal, one line per poll otherwise.
+"""Drawing ``monitor``'s and ``emulate``'s views: live screens on a terminal, lines otherwise.
 
 On a terminal, each poll redraws the screen in place with plain ANSI sequences
 (cursor home, erase line, erase below: no flicker, no curses). Anywhere else
@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+import time
 from typing import IO
 
 import click
 
-from .durations import clock, fmt_duration
-from .lifecycle import HEALTHY_BUSY, View
+from ..managed.durations import clock, fmt_duration
+from ..managed.emulator import SessionState, SessionSummary
+from ..managed.lifecycle import HEALTHY_BUSY, View
 
 CLEAR = "\x1b[2J\x1b[H"
 HOME = "\x1b[H"
@@ -224,12 +226,80 @@ class ScreenDisplay:
         ]
 
     def _clip(self, row: str, width: int) -> str:
-        visible = click.unstyle(row)
-        if len(visible) <= width - 1:
-            return row
-        return visible[: width - 2] + "…"
+        return _clip(row, width)
 
 
 def display_for(out: IO[str]) -> LineDisplay | ScreenDisplay:
     """A live screen on a terminal, lines elsewhere."""
     return ScreenDisplay(out) if out.isatty() else LineDisplay(out)
+
+
+def session_row(summary: SessionSummary) -> str:
+    """One session of the emulator: id, pid, status and how long held, the two timers, tasks."""
+    view = summary.view
+    head = f"{summary.id[:36]:<36}  {summary.pid or '-':>7}  "
+    if summary.state is not SessionState.RUNNING or view is None:
+        return head + summary.state.value
+    parts = [status_text(view)]
+    if summary.cold_start is not None:
+        parts.append(f"cold start {summary.cold_start:.2f} s")
+    if view.stuck:
+        parts.append(f"STUCK? no task progress for {fmt_duration(view.busy_unchanged_for or 0)}")
+    parts.append("idle " + idle_text(view))
+    parts.append("lifetime " + lifetime_text(view))
+    groups = task_groups(view)
+    tasks = tasks_summary(view) + (f" ({', '.join(groups)})" if groups else "")
+    parts.append("tasks " + tasks)
+    if summary.in_flight:
+        parts.append(f"{summary.in_flight} invocation(s) in flight")
+    return head + " | ".join(parts)
+
+
+class SessionsScreen:
+    """The emulator's sessions redrawn in place, with the latest events below them."""
+
+    def __init__(self, out: IO[str], title: str) -> None:
+        self.out = out
+        self.title = title
+        self.color = not os.environ.get("NO_COLOR")
+        self._history: list[str] = []
+
+    def start(self) -> None:
+        self.out.write(HIDE_CURSOR + CLEAR)
+        self.out.flush()
+
+    def event(self, record: dict[str, object]) -> None:
+        self._history.append(f"{clock(time.time())}  {record['message']}")
+        del self._history[:-8]
+
+    def draw(self, sessions: list[SessionSummary]) -> None:
+        width, height = shutil.get_terminal_size((120, 30))
+        now = time.time()
+        rows = [
+            click.style(self.title, bold=True) if self.color else self.title,
+            f"{clock(now)}   {len(sessions)} session(s)",
+            "",
+            f"{'SESSION':<36}  {'PID':>7}  STATUS | IDLE | LIFETIME | TASKS",
+        ]
+        for summary in sessions:
+            row = session_row(summary)
+            if self.color and summary.view is not None and summary.view.stuck:
+                row = click.style(row, fg="red", bold=True)
+            rows.append(row)
+        if not sessions:
+            rows.append("(none yet: each runtimeSessionId's first invocation starts one)")
+        rows += ["", "Events"] + ["  " + line for line in self._history]
+        rows += ["", "Ctrl-C ends every session and quits"]
+        rows = rows[: max(1, height - 1)]
+        frame = HOME + "".join(_clip(row, width) + ERASE_LINE + "\n" for row in rows)
+        self.out.write(frame + ERASE_BELOW)
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write(SHOW_CURSOR)
+        self.out.flush()
+
+
+def _clip(row: str, width: int) -> str:
+    visible = click.unstyle(row)
+    return row if len(visible) <= width - 1 else visible[: width - 2] + "…"

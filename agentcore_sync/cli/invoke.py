@@ -18,9 +18,9 @@ from typing import IO, Any
 
 import click
 
+from ..managed.client import AgentClient, AgentUnreachable, Reply, agent_url
 from ..models import CUSTOM_HEADER_PREFIX, REQUEST_ID_HEADER, SESSION_HEADER
 from . import sessions
-from .client import AgentClient, AgentUnreachable, Reply, agent_url
 
 #: The managed runtime's limit for a synchronous request (15 minutes).
 DEFAULT_TIMEOUT = 900.0

@@ -18,20 +18,13 @@ from typing import Any
 
 import click
 
-from .client import agent_url
+from ..managed.client import agent_url
+from ..managed.durations import Duration
+from ..managed.lifecycle import PING_INTERVAL, Settings, SimulatedSession
+from ..managed.probe import AgentProbe
+from . import sessions
 from .display import display_for
-from .durations import Duration
-from .lifecycle import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_LIFETIME,
-    DEFAULT_STUCK_AFTER,
-    LIFECYCLE_MAX,
-    LIFECYCLE_MIN,
-    PING_INTERVAL,
-    Settings,
-    SimulatedSession,
-)
-from .probe import AgentProbe
+from .timers import timer_options
 
 
 def watch(probe: AgentProbe, settings: Settings, interval: float, stop: threading.Event) -> None:
@@ -60,27 +53,7 @@ def watch(probe: AgentProbe, settings: Settings, interval: float, stop: threadin
     show_default="2",
     help="Seconds between two pings (the managed runtime pings every 2 s).",
 )
-@click.option(
-    "--idle-timeout",
-    type=Duration(min=LIFECYCLE_MIN, max=LIFECYCLE_MAX),
-    default=DEFAULT_IDLE_TIMEOUT,
-    show_default="900 (15m)",
-    help="The session's idleRuntimeSessionTimeout: 60-28800 s (also 15m, 1h...).",
-)
-@click.option(
-    "--max-lifetime",
-    type=Duration(min=LIFECYCLE_MIN, max=LIFECYCLE_MAX),
-    default=DEFAULT_MAX_LIFETIME,
-    show_default="28800 (8h)",
-    help="The session's maxLifetime: 60-28800 s, at least the idle timeout (also 8h...).",
-)
-@click.option(
-    "--stuck-after",
-    type=Duration(min=0, min_open=True),
-    default=DEFAULT_STUCK_AFTER,
-    show_default="600 (10m)",
-    help="Warn when HealthyBusy lasts this long with no task starting or finishing.",
-)
+@timer_options(short_ok=False)
 @click.option(
     "--metrics-path",
     default="/metrics",
@@ -129,4 +102,9 @@ def monitor(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    watch(AgentProbe(base_url, metrics_path), settings, interval, stop)
+
+    def recorded() -> tuple[str | None, float | None]:
+        state = sessions.load(base_url)
+        return (state.session_id, state.last_invocation) if state else (None, None)
+
+    watch(AgentProbe(base_url, metrics_path, recorded=recorded), settings, interval, stop)

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .client import is_loopback
+from ..managed.client import is_loopback
 
 
 @dataclass

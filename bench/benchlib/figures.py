@@ -68,8 +68,8 @@ def _versus_sdk(label: str, ours: Peer, metric: str, target: float) -> Check:
 
 
 def build() -> list[Figure]:
-    """Fresh, empty figures for one run."""
-    return [
+    """Fresh, empty figures for one run, in the order of their numbers."""
+    figures = [
         Figure(
             1,
             "/ping throughput",
@@ -240,3 +240,4 @@ def build() -> list[Figure]:
             ],
         ),
     ]
+    return sorted(figures, key=lambda figure: figure.number)

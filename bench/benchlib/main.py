@@ -33,8 +33,8 @@ def run(
     work_dir = Path(tempfile.mkdtemp(prefix="quick-" if quick else "full-", dir=WORK_DIR))
     ctx = measure.Context(settings, work_dir, wrk_missing=ensure_wrk())
     built = figure_defs.build()
-    ping, echo, starved, registry, overhead, started, loaded, microvm, workers = built
-    all_figures = [ping, echo, starved, registry, overhead, started, loaded, workers, microvm]
+    ping, echo, starved, registry, overhead, started, loaded, workers, microvm = built
+    all_figures = built
 
     groups = [
         (measure.micro, registry, overhead),

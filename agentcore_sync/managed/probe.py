@@ -1,4 +1,6 @@
-"""One poll of an agent for ``monitor``: ``/ping``, its activity, and what ``invoke`` recorded.
+"""One poll of an agent as the managed runtime sees it: ``/ping`` and its activity.
+
+Used by ``monitor`` and by the emulator's session keeper.
 
 ``/ping`` only tells the status. The running tasks come from the agent's
 activity route (``Runtime.activity``, answered to this machine only) or, for an
@@ -12,12 +14,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..web.blueprint import ACTIVITY_PATH
-from . import sessions
 from .client import AgentClient, AgentUnreachable
 from .lifecycle import HEALTHY, HEALTHY_BUSY, Probe, TaskGroup, Tasks
+
+#: A session id and the time of the last invocation, either unknown.
+Recorded = tuple[str | None, float | None]
 
 #: How long a poll waits for /ping: a healthy agent answers in milliseconds.
 PING_TIMEOUT = 5.0
@@ -29,9 +34,16 @@ class AgentProbe:
     """Polls one agent; ``poll()`` never raises for anything the agent does."""
 
     def __init__(
-        self, base_url: str, metrics_path: str | None, timeout: float = PING_TIMEOUT
+        self,
+        base_url: str,
+        metrics_path: str | None,
+        timeout: float = PING_TIMEOUT,
+        recorded: Callable[[], Recorded] | None = None,
     ) -> None:
         self.base_url = base_url
+        #: The session id and last invocation that the caller knows of (``invoke``'s
+        #: saved state for ``monitor``; the emulator's own count for its sessions).
+        self.recorded = recorded
         self.metrics_path = metrics_path or None
         self.timeout = timeout
         self._client = AgentClient(base_url)
@@ -43,11 +55,8 @@ class AgentProbe:
 
     def poll(self) -> Probe:
         at = time.time()
-        state = sessions.load(self.base_url)
-        session = {
-            "session_id": state.session_id if state else None,
-            "last_invocation": state.last_invocation if state else None,
-        }
+        session_id, last_invocation = self.recorded() if self.recorded else (None, None)
+        session = {"session_id": session_id, "last_invocation": last_invocation}
         try:
             status, changed_at = self._ping()
         except (AgentUnreachable, ValueError) as exc:
