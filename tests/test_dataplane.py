@@ -9,7 +9,7 @@ from email.message import Message
 
 import pytest
 
-from agentcore_sync.cli.display import SessionsScreen, session_row
+from agentcore_sync.cli.display import SessionsScreen, session_lines
 from agentcore_sync.managed import SessionState, SessionSummary
 from agentcore_sync.managed.dataplane import (
     ErrorType,
@@ -114,7 +114,9 @@ def test_a_sessions_row_shows_its_status_timers_tasks_and_stuck() -> None:
     session.observe(Probe(1000.0, HEALTHY_BUSY, 1000.0, tasks=job))
     view = session.observe(Probe(1010.0, HEALTHY_BUSY, 1000.0, tasks=job))
     summary = SessionSummary(SESSION, SessionState.RUNNING, 4242, "/tmp/h", 0.31, 1, view)
-    row = session_row(summary)
+    lines = session_lines(summary)
+    assert len(lines) == 4 and all(len(line) < 100 for line in lines[1:]), lines
+    row = "\n".join(lines)
     for part in (
         SESSION,
         "4242",
@@ -128,7 +130,7 @@ def test_a_sessions_row_shows_its_status_timers_tasks_and_stuck() -> None:
     ):
         assert part in row, (part, row)
     starting = SessionSummary(SESSION, SessionState.STARTING, None, None, None, 0, None)
-    assert session_row(starting).endswith("starting")
+    assert session_lines(starting) == [f"{SESSION}  pid -  starting"]
 
     out = io.StringIO()
     screen = SessionsScreen(out, "emulate agent:app")

@@ -167,12 +167,12 @@ def test_idle_timeout_ends_a_healthy_session_but_not_one_whose_task_runs(start_e
 
 
 def test_an_invocation_resets_the_idle_timeout(start_emulator):
-    emulator = start_emulator(idle_timeout=1.5, max_lifetime=600)
+    emulator = start_emulator(idle_timeout=3, max_lifetime=600)
     agentcore = client(emulator)
     session = session_id("kept")
     _, first = invoke(agentcore, {}, session)
-    for _ in range(4):
-        time.sleep(0.8)
+    for _ in range(4):  # longer than the idle timeout in all
+        time.sleep(1.0)
         _, answer = invoke(agentcore, {}, session)
         assert answer["pid"] == first["pid"]
     wait_for(lambda: ended(emulator, session), "the session ended once left alone", 10)
@@ -224,7 +224,7 @@ def test_a_stream_is_read_event_by_event(start_emulator):
     emulator = start_emulator()
     agentcore = client(emulator)
     answer = agentcore.invoke_agent_runtime(
-        agentRuntimeArn=ARN, payload=json.dumps({"stream": 4, "gap": 0.5})
+        agentRuntimeArn=ARN, payload=json.dumps({"stream": 4, "gap": 1.0})
     )
     assert answer["contentType"].startswith("text/event-stream")
     lags = []
@@ -237,8 +237,8 @@ def test_a_stream_is_read_event_by_event(start_emulator):
             lags.append(received[-1] - event["at"])
     assert len(received) == 4
     # Each event arrives as the agent sends it, not all at the end of the stream.
-    assert max(lags) < 0.4, lags
-    assert received[-1] - received[0] > 1.0
+    assert max(lags) < 0.7, lags
+    assert received[-1] - received[0] > 2.0
 
 
 def test_session_ids_and_operations_the_service_refuses(start_emulator):
@@ -405,7 +405,7 @@ def run_start_and_poll(tmp_path: Path, store: str | None) -> str:
     )
     try:
         assert json.loads(emulator.stdout.readline())["event"] == "emulator_started"
-        script = [sys.executable, str(EXAMPLES / "start_and_poll_client.py")]
+        script = [sys.executable, str(EXAMPLES / "clients" / "start_and_poll.py")]
         script += ["--endpoint", f"http://127.0.0.1:{port}", "--seconds", "0.5"]
         result = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -234,25 +234,27 @@ def display_for(out: IO[str]) -> LineDisplay | ScreenDisplay:
     return ScreenDisplay(out) if out.isatty() else LineDisplay(out)
 
 
-def session_row(summary: SessionSummary) -> str:
-    """One session of the emulator: id, pid, status and how long held, the two timers, tasks."""
+def session_lines(summary: SessionSummary) -> list[str]:
+    """One session of the emulator: its id, pid, status and cold start; then its two
+    timers; then its tasks, each on a line of its own so that a terminal's width
+    cuts none of them."""
     view = summary.view
-    head = f"{summary.id[:36]:<36}  {summary.pid or '-':>7}  "
+    head = f"{summary.id}  pid {summary.pid or '-'}  "
     if summary.state is not SessionState.RUNNING or view is None:
-        return head + summary.state.value
-    parts = [status_text(view)]
+        return [head + summary.state.value]
+    first = head + status_text(view)
     if summary.cold_start is not None:
-        parts.append(f"cold start {summary.cold_start:.2f} s")
+        first += f", cold start {summary.cold_start:.2f} s"
+    lines = [first]
     if view.stuck:
-        parts.append(f"STUCK? no task progress for {fmt_duration(view.busy_unchanged_for or 0)}")
-    parts.append("idle " + idle_text(view))
-    parts.append("lifetime " + lifetime_text(view))
+        stuck = fmt_duration(view.busy_unchanged_for or 0)
+        lines.append(f"    STUCK? no task progress for {stuck}")
+    lines.append(f"    idle {idle_text(view)}; lifetime {lifetime_text(view)}")
     groups = task_groups(view)
     tasks = tasks_summary(view) + (f" ({', '.join(groups)})" if groups else "")
-    parts.append("tasks " + tasks)
-    if summary.in_flight:
-        parts.append(f"{summary.in_flight} invocation(s) in flight")
-    return head + " | ".join(parts)
+    in_flight = f"; {summary.in_flight} invocation(s) in flight" if summary.in_flight else ""
+    lines.append(f"    tasks {tasks}{in_flight}")
+    return lines
 
 
 class SessionsScreen:
@@ -279,13 +281,12 @@ class SessionsScreen:
             click.style(self.title, bold=True) if self.color else self.title,
             f"{clock(now)}   {len(sessions)} session(s)",
             "",
-            f"{'SESSION':<36}  {'PID':>7}  STATUS | IDLE | LIFETIME | TASKS",
         ]
         for summary in sessions:
-            row = session_row(summary)
+            lines = session_lines(summary)
             if self.color and summary.view is not None and summary.view.stuck:
-                row = click.style(row, fg="red", bold=True)
-            rows.append(row)
+                lines = [click.style(line, fg="red", bold=True) for line in lines]
+            rows.extend(lines)
         if not sessions:
             rows.append("(none yet: each runtimeSessionId's first invocation starts one)")
         rows += ["", "Events"] + ["  " + line for line in self._history]

@@ -8,6 +8,7 @@ agent process of its own, ended as the managed runtime ends it (see
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -151,17 +152,20 @@ def emulate(
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # A closed terminal (SIGHUP) ends the sessions too: none is left without its emulator.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     emulator.start()
     try:
         while not stop.wait(ping_interval if screen else 3600):
             if screen:
                 view.draw(emulator.sessions())
     finally:
-        if screen:
-            view.close()
+        # Sessions first: the terminal may be gone already (SIGHUP), and writing to it fail.
         emulator.stop()
         if events_file is not None:
             events_file.close()
-            click.echo(f"Events: {emulator.log_dir / EVENTS_FILE}")
+        with contextlib.suppress(OSError):
+            if screen:
+                view.close()
+                click.echo(f"Events: {emulator.log_dir / EVENTS_FILE}")

@@ -503,7 +503,10 @@ class Emulator:
         }
         self.events.append(record)
         if self.on_event is not None:
-            self.on_event(record)
+            try:
+                self.on_event(record)
+            except Exception:  # a closed stdout must not stop the ending of a session
+                logger.exception("on_event failed for %s", event)
         else:
             logger.log(logging.getLevelName(level), message)
 

@@ -3,7 +3,7 @@
 Serve examples/start_and_poll.py under the local runtime, then run this script:
 
     agentcore-sync emulate examples/start_and_poll.py:app
-    python examples/start_and_poll_client.py
+    python examples/clients/start_and_poll.py
 
 It starts a task in a new session, polls until its result is there, ends the
 session (StopRuntimeSession; an idle timeout would end it the same way), and asks
