@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from servers import APPS, free_port, wait_for
 
 from agentcore_sync.managed import Emulator
@@ -437,3 +439,28 @@ def test_start_and_poll_result_survives_the_session_in_redis(
     assert before["status"] == "succeeded"
     assert said(out, "result asked again, from a new microVM: ") == before
     assert out.strip().splitlines()[-1].startswith("KEPT")
+
+
+def test_connections_beyond_the_maximum_are_refused_and_the_rest_served(start_emulator):
+    emulator = start_emulator(max_connections=2)
+    host, port = emulator.url.removeprefix("http://").split(":")
+    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # both are taken by their threads
+        with socket.create_connection((host, int(port)), timeout=10) as extra:
+            answer = extra.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 429")
+        assert "x-amzn-ErrorType: ThrottlingException" in answer
+    finally:
+        for sock in held:
+            sock.close()
+    # The held connections gone, a client is served again.
+    wait_for(lambda: _served(emulator), "a client served after the others left", 10)
+
+
+def _served(emulator: Emulator) -> bool:
+    try:
+        invoke(client(emulator), {}, session_id("after"))
+        return True
+    except (BotoCoreError, ClientError):
+        return False

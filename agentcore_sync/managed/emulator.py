@@ -18,6 +18,7 @@ thread that starts it until the session is ``RUNNING``, then to the keeper.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import json
 import logging
@@ -60,6 +61,10 @@ STOP_GRACE = 10.0
 UNHEALTHY_AFTER = 3
 #: Sessions held at once; one more invocation is throttled.
 MAX_SESSIONS = 16
+#: Client connections open at once (each holds a thread); one more is refused.
+MAX_CONNECTIONS = 256
+#: Seconds of silence from a client before its connection is closed.
+IDLE_CONNECTION_TIMEOUT = 120.0
 #: How long a read of an agent's answer may wait (a stream may be silent that long).
 INVOKE_READ_TIMEOUT = 3600.0
 #: Bytes of a StopRuntimeSession body read (its JSON carries only a client token).
@@ -140,14 +145,18 @@ class Emulator:
         max_lifetime: float = DEFAULT_MAX_LIFETIME,
         stuck_after: float = DEFAULT_STUCK_AFTER,
         max_sessions: int = MAX_SESSIONS,
+        max_connections: int = MAX_CONNECTIONS,
         start_timeout: float = START_TIMEOUT,
         stop_grace: float = STOP_GRACE,
         log_dir: str | os.PathLike[str] | None = None,
         workdir: str | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        if max_sessions < 1:
-            raise ValueError(f"max_sessions must be at least 1; got {max_sessions}")
+        if max_sessions < 1 or max_connections < 1:
+            raise ValueError(
+                f"max_sessions and max_connections must be at least 1; got {max_sessions} "
+                f"and {max_connections}"
+            )
         if ping_interval <= 0:
             raise ValueError(f"ping_interval must be positive; got {ping_interval:g}")
         self.target = target
@@ -172,7 +181,7 @@ class Emulator:
         self._sessions: dict[str, Session] = {}
         self._enders: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self._http = _DataPlaneServer((host, port), _Handler)
+        self._http = _DataPlaneServer((host, port), _Handler, max_connections)
         self._http.emulator = self
         self._threads: list[threading.Thread] = []
 
@@ -516,8 +525,43 @@ def _file_safe(session_id: str) -> str:
 
 
 class _DataPlaneServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` of them."""
+
     daemon_threads = True
     emulator: Emulator
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self.max_connections = max_connections
+        self._connections = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            logger.warning(
+                "Refused a connection from %s: %d are open, the most this emulator holds",
+                client_address[0],
+                self.max_connections,
+            )
+            error = ServiceError(
+                ErrorType.THROTTLING,
+                f"Rate exceeded: {self.max_connections} connections are open, the most this "
+                "emulator holds",
+            )
+            status, headers, body = error.answer(dataplane.new_request_id())
+            head = f"HTTP/1.1 {status} Too Many Requests\r\nConnection: close\r\n"
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)  # a client that reads nothing does not hold this thread
+                request.sendall(head.encode("latin-1") + body)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -526,6 +570,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "agentcore-sync-emulator"
     server: _DataPlaneServer
+    #: Seconds a client may stay silent (an idle keep-alive connection) before its
+    #: connection, and the thread it holds, is closed.
+    timeout = IDLE_CONNECTION_TIMEOUT
 
     def do_POST(self) -> None:
         request_id = dataplane.new_request_id()
