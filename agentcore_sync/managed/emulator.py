@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import SESSION_HEADER
+from ..observability.logging import iso_timestamp
 from . import dataplane
 from .client import AgentClient, AgentUnreachable, Reply
 from .dataplane import ErrorType, Invoke, ServiceError, StopSession
@@ -95,10 +96,11 @@ class Session:
         self.in_flight = 0
         self.last_activity: float | None = None
         self.end_reason: str | None = None
-        self.exit_code: int | None = None
         self.lifecycle = SimulatedSession(settings)
-        #: Made once the process has its port (``launch``).
+        #: Made once the process has its port (``launch``): the keeper's polls, and the
+        #: client that hands the session its invocations.
         self.probe: AgentProbe | None = None
+        self.client: AgentClient | None = None
         #: The keeper's latest view; read by the live display.
         self.view: View | None = None
         self.failed_pings = 0
@@ -173,7 +175,9 @@ class Emulator:
         self.on_event = on_event
         #: The latest events (dicts, as logged), oldest first.
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
-        # Guards _sessions and every Session's state, in_flight and last_activity.
+        # Guards _sessions and every Session's state, in_flight and last_activity: all are
+        # written under it. The keeper's polls read in_flight and last_activity without it
+        # (Session.recorded): a value a request thread is changing is one ping late.
         # Invariants: each id maps to its one STARTING or RUNNING session; a session
         # leaves the map when it starts ENDING and never returns (the id's next
         # invocation makes a new one); len(_sessions) <= max_sessions.
@@ -286,10 +290,9 @@ class Emulator:
             raise ServiceError(ErrorType.INTERNAL, f"Session {session_id} kept ending; try again")
         headers = dict(operation.agent_headers)
         headers[SESSION_HEADER] = session.id
+        assert session.client is not None  # RUNNING
         try:
-            reply = AgentClient(session.microvm.url).post(
-                "/invocations", payload, headers, INVOKE_READ_TIMEOUT
-            )
+            reply = session.client.post("/invocations", payload, headers, INVOKE_READ_TIMEOUT)
         except AgentUnreachable as exc:
             self.release(session)
             raise ServiceError(
@@ -340,7 +343,8 @@ class Emulator:
             # A ping unanswered for an interval is a missed ping, as the managed runtime counts.
             timeout = min(PING_TIMEOUT, max(1.0, self.ping_interval))
             session.probe = AgentProbe(microvm.url, None, timeout, recorded=session.recorded)
-            status, changed_at = self._wait_until_healthy(session)
+            session.client = AgentClient(microvm.url)
+            healthy = self._wait_until_healthy(session)
         except (StartFailed, OSError) as exc:
             failure = exc if isinstance(exc, StartFailed) else microvm.failed(str(exc))
             session.start_error = dataplane.start_failed(
@@ -359,12 +363,10 @@ class Emulator:
             ender.start()
             session.ready.set()
             return
-        now = time.time()
-        first = Probe(now, status, changed_at, session_id=session.id)
-        session.view = session.lifecycle.observe(first)
+        session.view = session.lifecycle.observe(healthy)
         with self._lock:
             session.cold_start = time.monotonic() - microvm.launched_at
-            session.started_at = now
+            session.started_at = healthy.at
             if session.state is SessionState.STARTING:
                 session.state = SessionState.RUNNING
                 ender = None
@@ -384,7 +386,8 @@ class Emulator:
             log=str(microvm.log_path),
         )
 
-    def _wait_until_healthy(self, session: Session) -> tuple[str, float]:
+    def _wait_until_healthy(self, session: Session) -> Probe:
+        """The first poll that found the agent healthy; ``StartFailed`` if none comes."""
         microvm = session.microvm
         deadline = microvm.launched_at + self.start_timeout
         while True:
@@ -395,8 +398,8 @@ class Emulator:
                 raise microvm.failed("the emulator is stopping")
             assert session.probe is not None
             probe = session.probe.poll()
-            if probe.status is not None and probe.changed_at is not None:
-                return probe.status, probe.changed_at
+            if probe.status is not None:
+                return probe
             if time.monotonic() > deadline:
                 raise microvm.failed(
                     "Runtime initialization time exceeded. Please make sure that initialization "
@@ -487,7 +490,6 @@ class Emulator:
         code = session.microvm.end(self.stop_grace)
         with self._lock:
             session.state = SessionState.ENDED
-            session.exit_code = code
         lived = time.time() - session.started_at if session.started_at else None
         self._event(
             "session_ended",
@@ -501,10 +503,8 @@ class Emulator:
         session.ended.set()
 
     def _event(self, event: str, message: str, level: str = "INFO", **fields: Any) -> None:
-        now = time.time()
         record = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-            + f".{int(now * 1000) % 1000:03d}Z",
+            "timestamp": iso_timestamp(time.time()),
             "level": level,
             "event": event,
             "message": message,

@@ -22,6 +22,11 @@ logger = logging.getLogger("agentcore_sync")
 _LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 
 
+def iso_timestamp(at: float) -> str:
+    """``at`` (unix seconds) as the JSON lines spell a time: UTC, milliseconds, ``Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}Z"
+
+
 class JSONFormatter(logging.Formatter):
     """One JSON object per record: timestamp, level, message, logger, ids.
 
@@ -32,10 +37,8 @@ class JSONFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        created = record.created
         entry: dict[str, object] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-            + f".{int(created % 1 * 1000):03d}Z",
+            "timestamp": iso_timestamp(record.created),
             "level": record.levelname,
             "message": record.getMessage(),
             "logger": record.name,
