@@ -17,15 +17,12 @@ import importlib.util
 import itertools
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from redis_server import free_port
+from service_process import ServiceProcess, skip_or_fail
 
-START_TIMEOUT = 20.0
 REGION = "us-east-1"
 
 
@@ -34,47 +31,27 @@ def require_moto_server() -> None:
         name for name in ("moto", "flask_cors", "boto3") if not importlib.util.find_spec(name)
     ]
     if missing:
-        reason = (
+        skip_or_fail(
             f"AWS STORE TESTS NOT RUN: {', '.join(missing)} not installed. "
             "pip install -e '.[test]' (moto[server], boto3) to test the dynamodb:// and s3:// "
             "result stores against moto's standalone server."
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " CI=true, so this is a failure, not a skip.")
-        pytest.skip(reason)
 
 
-class MotoServer:
+class MotoServer(ServiceProcess):
     """``python -m moto.server`` on a port of its own; stoppable and restartable (outages)."""
 
+    name = "moto's server"
+    start_timeout = 20.0
+
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        assert self.process is None, "already running"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"moto's server did not start on port {self.port}")
-            time.sleep(0.05)
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
 
-    def stop(self) -> None:
-        """Kill the server (an outage, as far as clients can tell; its data is lost)."""
-        if self.process is None:
-            return
-        self.process.kill()
-        self.process.wait(timeout=10)
-        self.process = None
-
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                 return True

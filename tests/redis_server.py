@@ -15,58 +15,43 @@ developer machine, and fail when the environment variable CI is "true".
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-START_TIMEOUT = 10.0
+from service_process import ServiceProcess, skip_or_fail
 
 
 def redis_server_binary() -> str:
     """Path of redis-server; skip the test (fail it in CI) when there is none."""
     binary = shutil.which("redis-server")
     if binary is None:
-        reason = (
+        skip_or_fail(
             "REDIS TESTS NOT RUN: redis-server is not on PATH. Install it (apt-get install "
             "redis-server, brew install redis) to test the redis:// result store."
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " CI=true, so this is a failure, not a skip.")
-        pytest.skip(reason)
     return binary
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
+class RedisServer(ServiceProcess):
     """One redis-server process in a temp dir, without persistence; restartable."""
 
+    name = "redis-server"
+
     def __init__(self, binary: str, directory: Path, password: str | None = None) -> None:
+        super().__init__()
         self.binary = binary
         self.directory = directory
         self.password = password
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        """Start on self.port and wait until it answers PING."""
-        assert self.process is None, "already running"
+    def command(self) -> list[str]:
         args = [
             self.binary,
             "--port", str(self.port),
@@ -79,25 +64,13 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._answers_ping():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                log = self.directory / "redis.log"
-                text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise RuntimeError(f"redis-server did not start on port {self.port}:\n{text}")
-            time.sleep(0.01)
+        return args
 
-    def stop(self) -> None:
-        """Kill the server (an outage, as far as clients can tell) and wait for its exit."""
-        if self.process is None:
-            return
-        self.process.kill()
-        self.process.wait(timeout=10)
-        self.process = None
+    def log_tail(self) -> str:
+        log = self.directory / "redis.log"
+        return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
-    def _answers_ping(self) -> bool:
+    def answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")

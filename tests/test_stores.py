@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import RedisServer, free_port
+from redis_server import RedisServer
+from service_process import free_port
 
 from agentcore_sync.stores import (
     ResilientStore,
